@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Idempotent set-up for `npm start`, `npm test` and `npm run bench` on Debian 12 as root:
+# Debian packages, npm dependencies (npm ci when the lockfile changed), the TypeScript build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Packages the project runs against: FUSE (fuse-native needs libfuse.so.2), a real
+# redis-server, busybox-static for test root filesystems, bzip2/xz for compressed flists.
+PACKAGES=(libfuse2 fuse redis-server busybox-static bzip2 xz-utils ca-certificates)
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: missing Debian packages: ${missing[*]} (run as root, or apt-get install them)" >&2
+    exit 1
+  fi
+  echo "setup: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >&2
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi
+
+# npm ci only when package-lock.json changed since the last install.
+stamp=node_modules/.g8os-lock.sha256
+want=$(sha256sum package-lock.json | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  echo "setup: npm ci" >&2
+  npm ci --no-audit --no-fund >&2
+  echo "$want" > "$stamp"
+fi
+
+# Build when any source is newer than the last build.
+if [ ! -f dist/.built ] || [ -n "$(find src bench tsconfig.json package.json -newer dist/.built -print -quit 2>/dev/null)" ]; then
+  echo "setup: building" >&2
+  npx tsc -p tsconfig.json >&2
+  touch dist/.built
+fi

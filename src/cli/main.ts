@@ -1,0 +1,45 @@
+// The g8os command line: one binary, one subcommand per job.
+import { Command, CommanderError } from 'commander';
+import { flistCommand } from './flist';
+import { UsageError } from './util';
+
+export function program(): Command {
+  const p = new Command('g8os')
+    .description('g8os: flists, lazy FUSE mounts, a hub and a node agent')
+    .version(require('../../../package.json').version as string)
+    .showHelpAfterError('(add --help for usage)');
+  p.addCommand(flistCommand());
+  // Every subcommand reports bad usage through the same path (one line, exit 2).
+  const exitOverride = (c: Command): void => {
+    c.exitOverride();
+    c.commands.forEach(exitOverride);
+  };
+  exitOverride(p);
+  return p;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  try {
+    await program().parseAsync(argv);
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      // help and version exit 0; commander already printed the message
+      return e.exitCode === 0 || e.code === 'commander.helpDisplayed' || e.code === 'commander.version' ? 0 : 2;
+    }
+    const err = e as Error;
+    process.stderr.write(`g8os: ${oneLine(err.message || String(e))}\n`);
+    if (process.env.G8OS_DEBUG) process.stderr.write(`${err.stack}\n`);
+    return err instanceof UsageError ? 2 : 1;
+  }
+}
+
+function oneLine(s: string): string {
+  return s.replace(/\s*\n\s*/g, ' ').trim();
+}
+
+if (require.main === module) {
+  main(process.argv).then((code) => {
+    process.exitCode = code;
+  });
+}
