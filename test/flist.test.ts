@@ -19,6 +19,7 @@ import { xxteaDecrypt, xxteaEncrypt } from '../src/flist/xxtea';
 import { openStore } from '../src/store';
 import type { BlockStore } from '../src/store/types';
 import { FUNK, g8os } from './helpers/cli';
+import { startRedis } from './helpers/redis';
 import { badTarballs, everyTypeEntries, writeTar, type FixtureEntry } from './helpers/tarballs';
 
 let tmp: string;
@@ -378,6 +379,52 @@ describe('g8os flist CLI', () => {
     expect(nofile.stderr).toMatch(/^g8os: cannot open flist .*nope\.flist: ENOENT\n$/);
     const nopath = await g8os(['flist', 'stat', flist, 'no/such']);
     expect(nopath.stderr).toBe('g8os: no/such: no such file or directory in ' + flist + '\n');
+  });
+
+  it('builds into a real redis-server and reads the bytes back from it', async () => {
+    const redis = await startRedis();
+    try {
+      const url = `${redis.url}/blocks`;
+      const out = path.join(tmp, 'redis.flist');
+      const r = await g8os(['flist', 'create', src, '-o', out, '--store', url, '--json']);
+      expect(r.code).toBe(0);
+      expect(JSON.parse(r.stdout)).toMatchObject({ regular: 3, blocks: 5, uploaded_chunks: 3 });
+      expect((await g8os(['flist', 'cat', out, 'big.bin'])).out.equals(Buffer.alloc(1_200_000, 7))).toBe(true);
+      expect((await g8os(['flist', 'check', out])).stdout).toBe('3 blocks: 3 ok, 0 missing, 0 corrupt\n');
+    } finally {
+      await redis.stop();
+    }
+  });
+
+  it('a directory with device nodes, a fifo, a socket and hard links keeps them all', async () => {
+    const dir = path.join(tmp, 'specials-src');
+    fs.mkdirSync(dir);
+    const { execFileSync } = await import('node:child_process');
+    execFileSync('mknod', ['-m', '0640', path.join(dir, 'null'), 'c', '1', '3']);
+    execFileSync('mknod', ['-m', '0660', path.join(dir, 'disk'), 'b', '259', '300']);
+    execFileSync('mkfifo', ['-m', '0620', path.join(dir, 'fifo')]);
+    const net = await import('node:net');
+    const server = net.createServer().listen(path.join(dir, 'sock'));
+    await new Promise((res) => server.once('listening', res));
+    fs.writeFileSync(path.join(dir, 'a'), 'shared\n');
+    fs.linkSync(path.join(dir, 'a'), path.join(dir, 'b'));
+    fs.chownSync(path.join(dir, 'a'), 1234, 5678);
+    try {
+      const out = path.join(tmp, 'specials.flist');
+      const r = await g8os(['flist', 'create', dir, '-o', out, '--store', store, '--json']);
+      expect(r.code).toBe(0);
+      expect(JSON.parse(r.stdout)).toMatchObject({ special: 4, regular: 2, hardlinks: 1, uploaded_chunks: 1 });
+      const ls = JSON.parse((await g8os(['flist', 'ls', out, '--json'])).stdout) as Array<Record<string, unknown>>;
+      const by = Object.fromEntries(ls.map((e) => [e.name, e]));
+      expect(by.null).toMatchObject({ type: 'char', rdev: '1,3', mode: '0640' });
+      expect(by.disk).toMatchObject({ type: 'block', rdev: '259,300', mode: '0660' });
+      expect(by.fifo).toMatchObject({ type: 'fifo', mode: '0620' });
+      expect(by.sock).toMatchObject({ type: 'socket' });
+      expect(by.b).toMatchObject({ type: 'file', uid: 1234, gid: 5678, size: 7 });
+      expect((await g8os(['flist', 'cat', out, 'b'])).stdout).toBe('shared\n');
+    } finally {
+      server.close();
+    }
   });
 
   it('reads a generation-3 .fl file with the same verbs', async () => {
