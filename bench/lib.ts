@@ -1,0 +1,360 @@
+// Shared benchmark plumbing: run-and-measure, statistics, tmpfs scratch space, page cache,
+// Markdown tables and the dated results files. Benchmarks are not tests: they only report.
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+export const REPO = path.resolve(__dirname, '../..'); // dist/bench -> repo root
+export const MiB = 1024 * 1024;
+export const GiB = 1024 * MiB;
+const LOAD_AT_START = os.loadavg()[0]; // others share this machine: record how busy it was
+
+// ---------------------------------------------------------------------------
+// Cleanup that must happen even on SIGINT/SIGTERM or an uncaught error
+
+const children = new Set<ChildProcess>();
+const cleanups = new Set<() => void>();
+let hooked = false;
+
+/** Sync sleep, for cleanup paths that cannot await. */
+function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+function runCleanups(): void {
+  // Whole process groups: the measured command is a grandchild (under GNU time) and would
+  // otherwise keep writing into a scratch dir after its tmpfs is gone.
+  for (const c of children) {
+    try {
+      process.kill(-c.pid!, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+  for (const fn of [...cleanups].reverse()) {
+    try {
+      fn();
+    } catch (e) {
+      process.stderr.write(`bench: cleanup failed: ${(e as Error).message}\n`);
+    }
+  }
+  cleanups.clear();
+}
+
+function hookSignals(): void {
+  if (hooked) return;
+  hooked = true;
+  process.on('exit', runCleanups); // synchronous only, which is why cleanups are sync
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.on(sig, () => {
+      process.stderr.write(`\nbench: ${sig}, cleaning up\n`);
+      runCleanups();
+      process.exit(sig === 'SIGINT' ? 130 : 143);
+    });
+  }
+}
+
+/** Registers a synchronous cleanup; returns its unregister function. */
+export function onCleanup(fn: () => void): () => void {
+  hookSignals();
+  cleanups.add(fn);
+  return () => cleanups.delete(fn);
+}
+
+// ---------------------------------------------------------------------------
+// Measuring one command
+
+export interface Sample {
+  wallS: number;
+  /** Peak RSS of the whole process (all threads share it; children included as a max). */
+  rssMiB: number;
+  stdout: string;
+  stderr: string;
+}
+
+export interface RunOptions {
+  cwd?: string;
+  env?: NodeJS.ProcessEnv;
+}
+
+const TIME = '/usr/bin/time'; // GNU time (Debian package `time`): %M = ru_maxrss in KiB
+
+/** Runs cmd under GNU time; wall time is taken here (sub-ms), peak RSS from time's %M. */
+export function measure(cmd: string, args: string[], opts: RunOptions = {}): Promise<Sample> {
+  hookSignals();
+  const out = path.join(os.tmpdir(), `g8os-bench-time-${process.pid}-${Math.random().toString(36).slice(2)}`);
+  return new Promise((resolve, reject) => {
+    const t0 = process.hrtime.bigint();
+    const child = spawn(TIME, ['-f', '%e %M', '-o', out, cmd, ...args], {
+      cwd: opts.cwd ?? REPO, env: opts.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'], detached: true,
+    });
+    children.add(child);
+    const unregister = onCleanup(() => fs.rmSync(out, { force: true }));
+    const stdout: Buffer[] = [];
+    const stderr: Buffer[] = [];
+    child.stdout!.on('data', (b: Buffer) => stdout.push(b));
+    child.stderr!.on('data', (b: Buffer) => stderr.push(b));
+    child.on('error', (e) => {
+      children.delete(child);
+      reject(new Error(`cannot run ${TIME}: ${e.message} (apt-get install time)`));
+    });
+    child.on('close', (code) => {
+      const wallS = Number(process.hrtime.bigint() - t0) / 1e9;
+      children.delete(child);
+      unregister();
+      let timeOut = '';
+      try {
+        timeOut = fs.readFileSync(out, 'utf8');
+        fs.rmSync(out, { force: true });
+      } catch {
+        // reported below as a missing measurement
+      }
+      const err = Buffer.concat(stderr).toString();
+      if (code !== 0) {
+        reject(new Error(`${cmd} ${args.join(' ')}: exit ${code}\n${err.slice(-2000)}${timeOut}`));
+        return;
+      }
+      // The last line is ours; "Command exited with …" lines may precede it.
+      const m = /(\d+(?:\.\d+)?) (\d+)\s*$/.exec(timeOut);
+      if (!m) {
+        reject(new Error(`no GNU time output for ${cmd}: ${JSON.stringify(timeOut)}`));
+        return;
+      }
+      resolve({ wallS, rssMiB: Number(m[2]) / 1024, stdout: Buffer.concat(stdout).toString(), stderr: err });
+    });
+  });
+}
+
+/** Runs fn n times in sequence. */
+export async function repeat<T>(n: number, fn: (i: number) => Promise<T>): Promise<T[]> {
+  const out: T[] = [];
+  for (let i = 0; i < n; i++) out.push(await fn(i));
+  return out;
+}
+
+/** Times a synchronous or async in-process function (seconds). */
+export async function timeIt(fn: () => unknown): Promise<number> {
+  const t0 = process.hrtime.bigint();
+  await fn();
+  return Number(process.hrtime.bigint() - t0) / 1e9;
+}
+
+// ---------------------------------------------------------------------------
+// Statistics
+
+export interface Spread {
+  median: number;
+  min: number;
+  max: number;
+  n: number;
+}
+
+export function spread(xs: number[]): Spread {
+  if (xs.length === 0) return { median: NaN, min: NaN, max: NaN, n: 0 };
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  const median = s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
+  return { median, min: s[0], max: s[s.length - 1], n: s.length };
+}
+
+/** "1.23 [1.20–1.31]", or just the value for a single run. */
+export function fmtSpread(s: Spread, digits = 2, scale = 1): string {
+  const f = (v: number): string => (v * scale).toFixed(digits);
+  return s.n <= 1 ? f(s.median) : `${f(s.median)} [${f(s.min)}–${f(s.max)}]`;
+}
+
+/** Rounded copy for the results JSON (keeps the files small). */
+export function roundSpread(s: Spread, digits = 3): Spread {
+  const r = (v: number): number => Number(v.toFixed(digits));
+  return { median: r(s.median), min: r(s.min), max: r(s.max), n: s.n };
+}
+
+// ---------------------------------------------------------------------------
+// Scratch space and page cache
+
+/** Mounts a fresh tmpfs of `bytes` for the duration of fn; unmounted even on error or signal. */
+export async function withTmpfs<T>(bytes: number, fn: (dir: string) => Promise<T>): Promise<T> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'g8os-bench-'));
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${Math.ceil(bytes / MiB)}m`, 'tmpfs', dir], { stdio: 'pipe' });
+  } catch (e) {
+    fs.rmdirSync(dir);
+    throw new Error(`cannot mount a tmpfs on ${dir} (needs root): ${(e as Error).message}`);
+  }
+  const release = (): void => {
+    // A just-killed child may hold files open for a moment: retry, then detach lazily.
+    for (let i = 0; ; i++) {
+      try {
+        execFileSync('umount', i < 20 ? [dir] : ['-l', dir], { stdio: 'pipe' });
+        break;
+      } catch (e) {
+        if (i >= 20) throw e;
+        sleepSync(100);
+      }
+    }
+    fs.rmSync(dir, { recursive: true, force: true });
+  };
+  const unregister = onCleanup(release);
+  try {
+    return await fn(dir);
+  } finally {
+    unregister();
+    release();
+  }
+}
+
+/** Drops the page cache (cold-cache runs); false when not permitted. */
+export function dropCaches(): boolean {
+  try {
+    execFileSync('sync');
+    fs.writeFileSync('/proc/sys/vm/drop_caches', '3');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Reads a file once so that the runs that follow find it in the page cache. */
+export function warmFile(file: string): void {
+  const buf = Buffer.allocUnsafe(4 * MiB);
+  const fd = fs.openSync(file, 'r');
+  try {
+    while (fs.readSync(fd, buf, 0, buf.length, null) > 0);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Where generated inputs are kept between runs (gitignored). */
+export function cacheDir(): string {
+  const dir = process.env.G8OS_BENCH_CACHE ?? path.join(REPO, '.g8os', 'bench-cache');
+  fs.mkdirSync(dir, { recursive: true });
+  return dir;
+}
+
+/** Returns `file`, creating it with make(tmpPath) first if absent (atomic rename, so a killed run leaves no half file). */
+export async function cached(file: string, make: (tmp: string) => Promise<void>): Promise<string> {
+  if (fs.existsSync(file)) return file;
+  const tmp = `${file}.partial-${process.pid}`;
+  const unregister = onCleanup(() => fs.rmSync(tmp, { force: true, recursive: true }));
+  try {
+    await make(tmp);
+    fs.renameSync(tmp, file);
+  } finally {
+    unregister();
+    fs.rmSync(tmp, { force: true, recursive: true });
+  }
+  return file;
+}
+
+export function log(msg: string): void {
+  process.stderr.write(`bench: ${msg}\n`);
+}
+
+// ---------------------------------------------------------------------------
+// Reporting
+
+export interface Table {
+  title: string;
+  headers: string[];
+  rows: Array<Array<string | number>>;
+  notes?: string[];
+}
+
+/** What run.ts hands each benchmark. */
+export interface Context {
+  quick: boolean;
+  /** Prints a table as soon as it is ready. */
+  print(t: Table): void;
+}
+
+export interface BenchResult {
+  name: string;
+  tables: Table[];
+  /** Small machine-readable numbers (medians and spreads), for comparing runs. */
+  data: Record<string, unknown>;
+}
+
+const NUMERIC = /^[-+]?[\d.,]+(\s*[×%x])?(\s*\[.*\])?$/;
+
+/** A Markdown table, padded so it also reads well in a terminal; numeric columns right-aligned. */
+export function markdownTable(t: Table): string {
+  const cells = [t.headers, ...t.rows.map((r) => r.map(String))];
+  const width = t.headers.map((_, i) => Math.max(3, ...cells.map((r) => (r[i] ?? '').length)));
+  const right = t.headers.map((_, i) => t.rows.length > 0 && t.rows.every((r) => NUMERIC.test(String(r[i] ?? '')) || r[i] === '–'));
+  const line = (r: string[]): string =>
+    `| ${r.map((c, i) => (right[i] ? (c ?? '').padStart(width[i]) : (c ?? '').padEnd(width[i]))).join(' | ')} |`;
+  const sep = `|${width.map((w, i) => (right[i] ? `${'-'.repeat(w + 1)}:` : '-'.repeat(w + 2))).join('|')}|`;
+  const notes = (t.notes ?? []).map((n) => `\n${n}`).join('\n');
+  return [`### ${t.title}`, '', line(t.headers), sep, ...t.rows.map((r) => line(r.map(String))), notes].join('\n').trimEnd() + '\n';
+}
+
+function gitCommit(): string {
+  try {
+    const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: REPO, stdio: 'pipe' }).toString().trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'src'], { cwd: REPO, stdio: 'pipe' }).toString().trim();
+    return dirty ? `${head}+dirty-src` : head;
+  } catch {
+    return 'unknown';
+  }
+}
+
+export function environment(): Record<string, string | number> {
+  let tarVersion = 'unknown';
+  try {
+    tarVersion = execFileSync('tar', ['--version'], { stdio: 'pipe' }).toString().split('\n')[0];
+  } catch {
+    // not fatal: only reported
+  }
+  return {
+    node: process.version,
+    cpus: os.availableParallelism(),
+    cpu: os.cpus()[0]?.model ?? 'unknown',
+    mem_gib: Math.round(os.totalmem() / GiB),
+    kernel: os.release(),
+    tar: tarVersion,
+    commit: gitCommit(),
+    load1_start: Number(LOAD_AT_START.toFixed(2)),
+    load1_end: Number(os.loadavg()[0].toFixed(2)),
+  };
+}
+
+/**
+ * Writes bench/results/<date>[-quick].json and .md. A run with --only replaces just its own
+ * benches in today's file, so partial runs do not erase the others.
+ */
+export function writeResults(results: BenchResult[], quick: boolean, when = new Date()): { json: string; md: string } {
+  const dir = path.join(REPO, 'bench', 'results');
+  fs.mkdirSync(dir, { recursive: true });
+  const base = path.join(dir, `${when.toISOString().slice(0, 10)}${quick ? '-quick' : ''}`);
+  type Stored = BenchResult & { date: string; env: Record<string, string | number> };
+  let benches: Record<string, Stored> = {};
+  try {
+    benches = (JSON.parse(fs.readFileSync(`${base}.json`, 'utf8')) as { benches: Record<string, Stored> }).benches ?? {};
+  } catch {
+    // first run today
+  }
+  // Each bench keeps the date and environment of its own run (--only runs mix them).
+  const env = environment();
+  for (const r of results) benches[r.name] = { name: r.name, date: when.toISOString(), env, tables: r.tables, data: r.data };
+  const doc = { quick, benches };
+  const md = [
+    `# g8os benchmarks ${when.toISOString().slice(0, 10)}${quick ? ' (--quick)' : ''}`,
+    '',
+    ...Object.values(benches).flatMap((r) => [
+      `## ${r.name}`,
+      '',
+      `Run ${r.date}; ${Object.entries(r.env).map(([k, v]) => `${k} ${v}`).join(', ')}.`,
+      '',
+      ...r.tables.map(markdownTable),
+    ]),
+  ].join('\n');
+  // One line per array of plain values keeps the file short and its diffs readable.
+  const json = JSON.stringify(doc, null, 1).replace(/\[\n\s*([^[\]{}]*?)\n\s*\]/g, (_, inner: string) => `[${inner.replace(/,\n\s*/g, ', ')}]`);
+  for (const [file, text] of [[`${base}.json`, `${json}\n`], [`${base}.md`, md]]) {
+    fs.writeFileSync(`${file}.tmp`, text);
+    fs.renameSync(`${file}.tmp`, file);
+  }
+  return { json: `${base}.json`, md: `${base}.md` };
+}

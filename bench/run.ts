@@ -1,0 +1,57 @@
+// `npm run bench [-- --quick] [-- --only ingest,open]`: runs the selected benchmarks in order,
+// prints each table when ready and writes bench/results/<date>[-quick].{json,md} at the end.
+import { type BenchResult, type Context, log, markdownTable, writeResults } from './lib';
+import { ingest } from './ingest';
+import { open } from './open';
+
+const BENCHES: Record<string, (ctx: Context) => Promise<BenchResult>> = { ingest, open };
+
+function usage(msg?: string): never {
+  if (msg) process.stderr.write(`bench: ${msg}\n`);
+  process.stderr.write(`usage: node dist/bench/run.js [--quick] [--only ${Object.keys(BENCHES).join(',')}]\n`);
+  process.exit(2);
+}
+
+function parseArgs(argv: string[]): { quick: boolean; only: string[] } {
+  let quick = false;
+  let only = Object.keys(BENCHES);
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--quick') quick = true;
+    else if (a === '--only' || a.startsWith('--only=')) {
+      const v = a === '--only' ? argv[++i] : a.slice('--only='.length);
+      if (!v) usage('--only needs a list');
+      only = v.split(',').map((s) => s.trim()).filter(Boolean);
+      for (const n of only) if (!BENCHES[n]) usage(`unknown benchmark ${JSON.stringify(n)}`);
+    } else if (a === '-h' || a === '--help') usage();
+    else usage(`unknown argument ${JSON.stringify(a)}`);
+  }
+  return { quick, only };
+}
+
+async function main(): Promise<void> {
+  const { quick, only } = parseArgs(process.argv.slice(2));
+  if (process.getuid?.() !== 0) log('not root: tmpfs mounts and page cache drops will fail');
+  const ctx: Context = { quick, print: (t) => process.stdout.write(`\n${markdownTable(t)}`) };
+  const results: BenchResult[] = [];
+  const started = Date.now();
+  let failed = false;
+  for (const name of only) {
+    const t0 = Date.now();
+    try {
+      results.push(await BENCHES[name](ctx));
+      log(`${name} done in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+    } catch (e) {
+      failed = true;
+      log(`${name} failed: ${(e as Error).stack ?? e}`);
+    }
+  }
+  if (results.length) {
+    const files = writeResults(results, quick);
+    log(`wrote ${files.json} and ${files.md}`);
+  }
+  log(`total ${((Date.now() - started) / 1000).toFixed(0)} s`);
+  if (failed) process.exitCode = 1;
+}
+
+void main();
