@@ -409,18 +409,22 @@ describe('g8os flist CLI', () => {
     fs.writeFileSync(path.join(dir, 'a'), 'shared\n');
     fs.linkSync(path.join(dir, 'a'), path.join(dir, 'b'));
     fs.chownSync(path.join(dir, 'a'), 1234, 5678);
+    // names come from the tree's own user database, not the host's
+    fs.mkdirSync(path.join(dir, 'etc'));
+    fs.writeFileSync(path.join(dir, 'etc/passwd'), 'root:x:0:0::/root:/bin/sh\nalice:x:1234:5678::/home/alice:/bin/sh\n');
+    fs.writeFileSync(path.join(dir, 'etc/group'), 'root:x:0:\nstaff:x:5678:\n');
     try {
       const out = path.join(tmp, 'specials.flist');
       const r = await g8os(['flist', 'create', dir, '-o', out, '--store', store, '--json']);
       expect(r.code).toBe(0);
-      expect(JSON.parse(r.stdout)).toMatchObject({ special: 4, regular: 2, hardlinks: 1, uploaded_chunks: 1 });
+      expect(JSON.parse(r.stdout)).toMatchObject({ special: 4, regular: 4, hardlinks: 1, uploaded_chunks: 3 });
       const ls = JSON.parse((await g8os(['flist', 'ls', out, '--json'])).stdout) as Array<Record<string, unknown>>;
       const by = Object.fromEntries(ls.map((e) => [e.name, e]));
       expect(by.null).toMatchObject({ type: 'char', rdev: '1,3', mode: '0640' });
       expect(by.disk).toMatchObject({ type: 'block', rdev: '259,300', mode: '0660' });
       expect(by.fifo).toMatchObject({ type: 'fifo', mode: '0620' });
       expect(by.sock).toMatchObject({ type: 'socket' });
-      expect(by.b).toMatchObject({ type: 'file', uid: 1234, gid: 5678, size: 7 });
+      expect(by.b).toMatchObject({ type: 'file', uid: 1234, gid: 5678, uname: 'alice', gname: 'staff', size: 7 });
       expect((await g8os(['flist', 'cat', out, 'b'])).stdout).toBe('shared\n');
     } finally {
       server.close();
@@ -493,6 +497,25 @@ describe('bad input', () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toBe('g8os: archive expands to more than 1000000 bytes (the limit)\n');
     expect(fs.existsSync(out)).toBe(false);
+  });
+
+  it('times outside the 32-bit range are clamped with a warning, never wrapped', async () => {
+    const tarStream = (await import('tar-stream')).default;
+    const pack = tarStream.pack();
+    pack.entry({ name: 'old', mtime: new Date(0), pax: { mtime: '-86400' } }, 'old\n');
+    pack.entry({ name: 'future', mtime: new Date(0), pax: { mtime: '4294967301' } }, 'future\n');
+    pack.finalize();
+    const parts: Buffer[] = [];
+    for await (const c of pack) parts.push(c as Buffer);
+    const input = path.join(tmp, 'times.tar');
+    fs.writeFileSync(input, Buffer.concat(parts));
+    const out = path.join(tmp, 'times.flist');
+    const r = await g8os(['flist', 'create', input, '-o', out, '--store', `dir://${path.join(tmp, 'bad-blocks')}`]);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/warning: old: time -86400 is outside 1970\.\.2106, stored as 1970-01-01/);
+    expect(r.stderr).toMatch(/warning: future: time 4294967301 is outside 1970\.\.2106, stored as 2106-02-07/);
+    expect(JSON.parse((await g8os(['flist', 'stat', out, 'old', '--json'])).stdout).mtime).toBe(0);
+    expect(JSON.parse((await g8os(['flist', 'stat', out, 'future', '--json'])).stdout).mtime).toBe(0xffffffff);
   });
 
   it('an existing flist is not overwritten when a build fails', async () => {

@@ -127,6 +127,14 @@ class Ingest {
     this.opts.onWarning?.(message);
   }
 
+  /** Seconds as the format can hold them (unsigned 32-bit), with a warning when clamped. */
+  time(t: number, name: string): number {
+    const s = Math.floor(t);
+    if (Number.isFinite(s) && s >= 0 && s <= 0xffffffff) return s;
+    this.warn(`${name}: time ${t} is outside 1970..2106, stored as ${s < 0 ? '1970-01-01' : '2106-02-07'}`);
+    return s < 0 ? 0 : 0xffffffff;
+  }
+
   /** Enforce the member and size caps as entries arrive (before their data is read). */
   count(e: Entry): void {
     this.entries++;
@@ -260,7 +268,6 @@ function headerName(raw: string, fromPax: boolean, what: string): string {
   return fromLatin1(raw, what);
 }
 
-const seconds = (d: Date | undefined): number => (d ? Math.max(0, Math.floor(d.getTime() / 1000)) : 0);
 
 const TAR_SPECIAL: Record<string, SpecialType> = { 'character-device': 'char', 'block-device': 'block', fifo: 'fifo' };
 
@@ -366,7 +373,7 @@ async function tarMember(ing: Ingest, member: TarMember): Promise<void> {
     gid: pax.gid !== undefined ? Number(pax.gid) : h.gid ?? 0,
     uname: pax.uname ?? (h.uname ? fromLatin1(h.uname, 'owner') : ''),
     gname: pax.gname ?? (h.gname ? fromLatin1(h.gname, 'group') : ''),
-    mtime: pax.mtime !== undefined ? Math.floor(Number(pax.mtime)) : seconds(h.mtime),
+    mtime: ing.time(pax.mtime !== undefined ? Number(pax.mtime) : (h.mtime?.getTime() ?? 0) / 1000, name),
   };
   const perm = (h.mode ?? 0o644) & 0o7777;
   const common = { ...base, ctime: base.mtime, mode: perm };
@@ -437,12 +444,12 @@ export async function buildFromDir(dir: string, opts: BuildOptions): Promise<Bui
   });
   if (!rootSt.isDirectory()) throw new BuildError(`${dir} is not a directory`);
   const ing = new Ingest(opts);
-  const owners = await ownerNames();
+  const owners = await ownerNames(dir);
   const seenInodes = new Map<string, Entry>();
   const entryOf = (rel: string, st: fs.Stats): Entry => ({
     name: path.posix.basename(rel), path: rel, kind: 'file', mode: st.mode, uid: st.uid, gid: st.gid,
     uname: owners.users.get(st.uid) ?? String(st.uid), gname: owners.groups.get(st.gid) ?? String(st.gid),
-    size: 0, mtime: Math.floor(st.mtimeMs / 1000), ctime: Math.floor(st.ctimeMs / 1000),
+    size: 0, mtime: ing.time(st.mtimeMs / 1000, rel), ctime: ing.time(st.ctimeMs / 1000, rel),
   });
   try {
     const root = entryOf('', rootSt);
@@ -496,18 +503,24 @@ export async function buildFromDir(dir: string, opts: BuildOptions): Promise<Bui
   }
 }
 
-/** uid/gid → name from the host's /etc/passwd and /etc/group (for directory builds). */
-async function ownerNames(): Promise<{ users: Map<number, string>; groups: Map<number, string> }> {
-  const parse = async (file: string): Promise<Map<number, string>> => {
+/**
+ * uid/gid → name for a directory build: from the tree's own /etc/passwd and /etc/group when it
+ * has them (a root filesystem names its own users), else from the host's.
+ */
+async function ownerNames(dir: string): Promise<{ users: Map<number, string>; groups: Map<number, string> }> {
+  const parse = async (file: string): Promise<Map<number, string> | undefined> => {
+    const st = await fs.promises.lstat(file).catch(() => undefined);
+    if (!st?.isFile()) return undefined;
     const m = new Map<number, string>();
-    const text = await fs.promises.readFile(file, 'utf8').catch(() => '');
-    for (const line of text.split('\n')) {
+    for (const line of (await fs.promises.readFile(file, 'utf8')).split('\n')) {
       const f = line.split(':');
-      if (f.length >= 3 && !m.has(Number(f[2]))) m.set(Number(f[2]), f[0]);
+      if (f.length >= 3 && /^\d+$/.test(f[2]) && !m.has(Number(f[2]))) m.set(Number(f[2]), f[0]);
     }
     return m;
   };
-  return { users: await parse('/etc/passwd'), groups: await parse('/etc/group') };
+  const own = async (name: string): Promise<Map<number, string>> =>
+    (await parse(path.join(dir, 'etc', name))) ?? (await parse(path.join('/etc', name))) ?? new Map();
+  return { users: await own('passwd'), groups: await own('group') };
 }
 
 /** Build from a path: a directory, or a tar / tar.gz file. */

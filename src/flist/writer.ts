@@ -18,6 +18,9 @@ export function aciKey(a: RawAci): string {
   return blake2b64(recipe).toString('hex');
 }
 
+/** The format stores unsigned 32-bit seconds: clamp rather than wrap (1969 must not become 2106). */
+export const u32Time = (t: number): number => Math.min(Math.max(Math.floor(t), 0), 0xffffffff);
+
 const byteOrder = (a: string, b: string): number => Buffer.compare(Buffer.from(a), Buffer.from(b));
 
 /** Sub-directories first, then everything else; each group in byte order (spec §7.3). */
@@ -33,7 +36,7 @@ function aciOf(e: Entry): RawAci {
 }
 
 function inodeOf(e: Entry, aclkey: string): RawInode {
-  const n: RawInode = { name: e.name, size: e.size, kind: e.kind, aclkey, mtime: e.mtime >>> 0, ctime: e.ctime >>> 0 };
+  const n: RawInode = { name: e.name, size: e.size, kind: e.kind, aclkey, mtime: u32Time(e.mtime), ctime: u32Time(e.ctime) };
   if (e.kind === 'dir') {
     n.subKey = dirKey(e.path);
     n.size = 4096;
@@ -81,7 +84,7 @@ export async function writeDb(tree: Tree, dbFile: string, metadata: Record<strin
         const kids = ordered(node.children!.values());
         putEntry.run(key, encodeDir({
           name: e.name, location: e.path, parent: parentKey, size: 4096, aclkey: aclkeyOf(e),
-          mtime: e.mtime >>> 0, ctime: e.ctime >>> 0,
+          mtime: u32Time(e.mtime), ctime: u32Time(e.ctime),
           contents: kids.map((c) => inodeOf(c.entry, aclkeyOf(c.entry))),
         }));
         for (const c of kids) if (c.children) stack.push({ node: c, parentKey: key });
