@@ -79,6 +79,16 @@ export interface RunOptions {
 }
 
 const TIME = '/usr/bin/time'; // GNU time (Debian package `time`): %M = ru_maxrss in KiB
+const KEEP_OUTPUT = MiB; // per stream: enough for --json output, safe for a command that streams data
+
+function collect(stream: NodeJS.ReadableStream, into: Buffer[]): void {
+  let kept = 0;
+  stream.on('data', (b: Buffer) => {
+    if (kept >= KEEP_OUTPUT) return;
+    into.push(b);
+    kept += b.length;
+  });
+}
 
 /** Runs cmd under GNU time; wall time is taken here (sub-ms), peak RSS from time's %M. */
 export function measure(cmd: string, args: string[], opts: RunOptions = {}): Promise<Sample> {
@@ -93,8 +103,8 @@ export function measure(cmd: string, args: string[], opts: RunOptions = {}): Pro
     const unregister = onCleanup(() => fs.rmSync(out, { force: true }));
     const stdout: Buffer[] = [];
     const stderr: Buffer[] = [];
-    child.stdout!.on('data', (b: Buffer) => stdout.push(b));
-    child.stderr!.on('data', (b: Buffer) => stderr.push(b));
+    collect(child.stdout!, stdout);
+    collect(child.stderr!, stderr);
     child.on('error', (e) => {
       children.delete(child);
       reject(new Error(`cannot run ${TIME}: ${e.message} (apt-get install time)`));
@@ -286,7 +296,7 @@ export function markdownTable(t: Table): string {
   const line = (r: string[]): string =>
     `| ${r.map((c, i) => (right[i] ? (c ?? '').padStart(width[i]) : (c ?? '').padEnd(width[i]))).join(' | ')} |`;
   const sep = `|${width.map((w, i) => (right[i] ? `${'-'.repeat(w + 1)}:` : '-'.repeat(w + 2))).join('|')}|`;
-  const notes = (t.notes ?? []).map((n) => `\n${n}`).join('\n');
+  const notes = t.notes?.length ? `\n${t.notes.join('\n')}` : '';
   return [`### ${t.title}`, '', line(t.headers), sep, ...t.rows.map((r) => line(r.map(String))), notes].join('\n').trimEnd() + '\n';
 }
 

@@ -1,19 +1,13 @@
 // `g8os flist …`: build, inspect, read, check and merge flists.
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { Command } from 'commander';
-import Database from 'better-sqlite3';
-import { DB_NAME, detectContainer, extractDb, packFlist } from '../flist/archive';
-import { backendFor, storeFromBackend } from '../flist/backend';
-import { buildFromPath } from '../flist/builder';
-import { fetchBlock, fileContent } from '../flist/content';
-import { mergeFlists } from '../flist/merge';
-import { openFlist } from '../flist/open';
-import { writeFlist } from '../flist/writer';
-import { openStore } from '../store';
 import type { BlockStore } from '../store/types';
-import { S_IFMT, type Entry, type FlistReader } from '../flist/types';
+// Heavier modules are loaded inside the verbs that need them, to keep start-up short.
+import { backendFor, storeFromBackend } from '../flist/backend';
+import { openFlist } from '../flist/open';
+import { openStore } from '../store';
+import type { Entry, FlistReader } from '../flist/types';
 import { formatBytes, modeString, printJson, UsageError } from './util';
 
 async function withFlist<T>(file: string, fn: (r: FlistReader) => Promise<T> | T): Promise<T> {
@@ -80,6 +74,8 @@ export function flistCommand(): Command {
     .option('--token <token>', 'token for an http(s) store', process.env.G8OS_TOKEN)
     .option('--json', 'print the build statistics as JSON')
     .action(async (source: string, o: { output: string; store: string; meta: string[]; backend: boolean; maxSize?: number; token?: string; json?: boolean }) => {
+      const { buildFromPath } = await import('../flist/builder');
+      const { writeFlist } = await import('../flist/writer');
       const meta = parseMeta(o.meta);
       const store = await openStore(o.store, { token: o.token });
       const started = Date.now();
@@ -184,6 +180,7 @@ export function flistCommand(): Command {
         const e = r.stat(p);
         if (!e) throw new UsageError(`${p}: no such file or directory in ${file}`);
         if (e.kind !== 'file') throw new UsageError(`${p}: not a regular file (${e.kind})`);
+        const { fileContent } = await import('../flist/content');
         const store = await storeFor(r, o.store, file);
         try {
           for await (const chunk of fileContent(store, e, r.format)) {
@@ -242,6 +239,8 @@ export function flistCommand(): Command {
     .argument('<flists...>')
     .action(async (files: string[], o: { output: string }) => {
       if (files.length < 2) throw new UsageError('merge needs at least two flists');
+      const { mergeFlists } = await import('../flist/merge');
+      const { writeFlist } = await import('../flist/writer');
       const { tree, metadata } = await mergeFlists(files);
       await writeFlist(tree, o.output, metadata);
     });
@@ -270,6 +269,7 @@ export async function checkBlocks(r: FlistReader, store: BlockStore, concurrency
     if (e.kind !== 'file') continue;
     for (const b of e.blocks ?? []) if (!unique.has(b.id.toString('hex'))) unique.set(b.id.toString('hex'), { ref: b, path: e.path });
   }
+  const { fetchBlock } = await import('../flist/content');
   const result = { blocks: unique.size, ok: 0, missing: 0, corrupt: 0, problems: [] as string[] };
   const items = [...unique.values()];
   let next = 0;
@@ -293,6 +293,8 @@ export async function checkBlocks(r: FlistReader, store: BlockStore, concurrency
 
 /** Set (or with "-" delete) one metadata key, rewriting the flist atomically. */
 async function setMetadata(file: string, key: string, value: string): Promise<void> {
+  const { default: Database } = await import('better-sqlite3');
+  const { DB_NAME, detectContainer, extractDb, packFlist } = await import('../flist/archive');
   const kind = await detectContainer(file);
   const apply = (dbFile: string): void => {
     const db = new Database(dbFile, { fileMustExist: true });
@@ -322,5 +324,3 @@ async function setMetadata(file: string, key: string, value: string): Promise<vo
     if (x.tempDir) await fs.promises.rm(x.tempDir, { recursive: true, force: true });
   }
 }
-
-export const _test = { S_IFMT, os };

@@ -10,7 +10,8 @@ import tar from 'tar-stream';
 import { putMissing } from '../store';
 import type { BlockStore } from '../store/types';
 import type { EncodedBlock } from './codec';
-import { EncoderPool } from './encoder';
+import { EncoderPool, type PooledBlock } from './encoder';
+import { DirStore } from '../store/dir';
 import { hashReady } from './hash';
 import { Tree } from './tree';
 import {
@@ -66,8 +67,8 @@ export interface BuildResult {
   stats: BuildStats;
 }
 
-const MAX_INFLIGHT_PER_WORKER = 4;
-const SINK_BATCH = 64;
+const MAX_INFLIGHT_PER_WORKER = 3;
+const SINK_BATCH = 32;
 
 /** Collects encoded chunks and writes the ones the store lacks, in batches. */
 class BlockSink {
@@ -79,7 +80,15 @@ class BlockSink {
 
   constructor(private readonly store: BlockStore) {}
 
-  async add(b: EncodedBlock): Promise<void> {
+  async add(b: PooledBlock): Promise<void> {
+    if (b.written !== undefined) {
+      // the worker already stored it (dir:// store)
+      if (b.written) {
+        this.chunks++;
+        this.bytes += b.size;
+      }
+      return;
+    }
     const hex = b.id.toString('hex');
     if (this.seen.has(hex)) return; // the same chunk earlier in this build
     this.seen.add(hex);
@@ -118,7 +127,7 @@ class Ingest {
 
   constructor(readonly opts: BuildOptions) {
     const workers = opts.workers ?? undefined;
-    this.pool = new EncoderPool(workers);
+    this.pool = new EncoderPool(workers, { dirRoot: opts.store instanceof DirStore ? opts.store.root : undefined });
     this.maxInflight = MAX_INFLIGHT_PER_WORKER * (workers ?? 2);
     this.sink = new BlockSink(opts.store);
   }
@@ -177,7 +186,7 @@ class Ingest {
   /** Read a file's content stream into chunks; returns its block list (filled asynchronously). */
   async content(stream: AsyncIterable<Buffer>, expected: number, name: string): Promise<BlockRef[]> {
     const blocks: BlockRef[] = [];
-    let buf = new ArrayBuffer(BLOCK_SIZE);
+    let buf = this.pool.buffer(BLOCK_SIZE);
     let view = new Uint8Array(buf);
     let fill = 0;
     let total = 0;
@@ -191,7 +200,7 @@ class Ingest {
         off += n;
         if (fill === BLOCK_SIZE) {
           await this.submit(blocks, index++, buf, fill);
-          buf = new ArrayBuffer(BLOCK_SIZE);
+          buf = this.pool.buffer(BLOCK_SIZE);
           view = new Uint8Array(buf);
           fill = 0;
         }

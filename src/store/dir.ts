@@ -1,6 +1,6 @@
 // dir:///abs/path — blocks as files at <root>/<hex[0:2]>/<hex[2:4]>/<hex>.
 import { randomBytes } from 'node:crypto';
-import { promises as fs } from 'node:fs';
+import { closeSync, existsSync, fdatasyncSync, linkSync, mkdirSync, openSync, promises as fs, rmSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { type BlockStore, StoreError } from './types';
 import { errorText, hexId, limiter, type Limit } from './retry';
@@ -8,6 +8,8 @@ import { errorText, hexId, limiter, type Limit } from './retry';
 export class DirStore implements BlockStore {
   readonly writable = true;
   private readonly limit: Limit;
+  /** Fan-out directories known to exist: saves a mkdir per block on the ingest path. */
+  private readonly made = new Set<string>();
 
   constructor(
     readonly root: string,
@@ -42,7 +44,10 @@ export class DirStore implements BlockStore {
       // Temp name starts with "." and never looks like a block; same dir so rename is atomic.
       const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
       try {
-        await fs.mkdir(dir, { recursive: true });
+        if (!this.made.has(dir)) {
+          await fs.mkdir(dir, { recursive: true });
+          this.made.add(dir);
+        }
         const fh = await fs.open(tmp, 'wx', 0o644);
         try {
           await fh.writeFile(data);
@@ -58,6 +63,45 @@ export class DirStore implements BlockStore {
         throw new StoreError(`dir store ${this.url}: cannot write ${file}: ${errorText(err)}`);
       }
     });
+  }
+
+  /**
+   * Synchronous put for worker threads (the builder's encoders); same atomic temp + rename.
+   * Returns false when the block was already there.
+   */
+  putSync(id: Buffer, data: Buffer): boolean {
+    const file = this.pathOf(id);
+    if (existsSync(file)) return false;
+    const dir = path.dirname(file);
+    const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+    try {
+      if (!this.made.has(dir)) {
+        mkdirSync(dir, { recursive: true });
+        this.made.add(dir);
+      }
+      const fd = openSync(tmp, 'wx', 0o644);
+      try {
+        let off = 0;
+        while (off < data.length) off += writeSync(fd, data, off, data.length - off);
+        fdatasyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+      // link, not rename: when another worker placed the same block first it fails with
+      // EEXIST, so each block is counted as written exactly once.
+      try {
+        linkSync(tmp, file);
+        return true;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+        throw err;
+      } finally {
+        rmSync(tmp, { force: true });
+      }
+    } catch (err) {
+      rmSync(tmp, { force: true });
+      throw new StoreError(`dir store ${this.url}: cannot write ${file}: ${errorText(err)}`);
+    }
   }
 
   async exists(ids: Buffer[]): Promise<boolean[]> {

@@ -1,10 +1,7 @@
 // Store selection by URL scheme (never by probing the server: flist-format.md §10.3).
 import { DirStore } from './dir';
-import { HttpStore } from './http';
-import { RedisStore } from './redis';
 import { chunks, limiter } from './retry';
 import { type BlockStore, StoreError } from './types';
-import { ZdbStore } from './zdb';
 
 export { type BlockStore, StoreError } from './types';
 
@@ -73,6 +70,7 @@ export async function openStore(url: string, opts: OpenStoreOptions = {}): Promi
     case 'https': {
       if (u.username || u.password) fail(url, 'credentials are not allowed in http store URLs; pass a token');
       if (u.search || u.hash) fail(url, 'query and fragment are not allowed');
+      const { HttpStore } = await import('./http');
       return new HttpStore(u.toString(), safe, { token: opts.token, concurrency, timeoutMs: opts.timeoutMs });
     }
     case 'redis':
@@ -87,6 +85,9 @@ export async function openStore(url: string, opts: OpenStoreOptions = {}): Promi
       const password = u.password ? dec(u.password) : u.username ? dec(u.username) : undefined;
       const path = dec(u.pathname).replace(/^\/+|\/+$/g, '');
       if (path.includes('/')) fail(url, 'the namespace must be a single path segment');
+      // Loaded on demand: ioredis costs tens of milliseconds at every CLI start otherwise.
+      const { ZdbStore } = await import('./zdb');
+      const { RedisStore } = await import('./redis');
       if (scheme === 'zdb') {
         if (username) fail(url, 'zdb URLs take only a password: zdb://password@host:port/namespace');
         return new ZdbStore({ host, port }, safe, {
@@ -107,6 +108,8 @@ export async function openStore(url: string, opts: OpenStoreOptions = {}): Promi
       if (!socket.startsWith('/')) fail(url, 'the socket path must be absolute');
       const ns = u.searchParams.get('ns') || undefined;
       const password = u.searchParams.get('password') || undefined;
+      const { ZdbStore } = await import('./zdb');
+      const { RedisStore } = await import('./redis');
       if (scheme === 'zdb+unix') {
         return new ZdbStore({ socket }, safe, { namespace: ns, password, token: opts.token, timeoutMs: opts.timeoutMs });
       }
