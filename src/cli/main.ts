@@ -2,6 +2,7 @@
 import v8 from 'node:v8';
 import { Command, CommanderError } from 'commander';
 import { flistCommand } from './flist';
+import { hubCommand } from './hub';
 import { UsageError } from './util';
 
 export function program(): Command {
@@ -10,6 +11,7 @@ export function program(): Command {
     .version(require('../../../package.json').version as string)
     .showHelpAfterError('(add --help for usage)');
   p.addCommand(flistCommand());
+  p.addCommand(hubCommand());
   // Every subcommand reports bad usage through the same path (one line, exit 2).
   const exitOverride = (c: Command): void => {
     c.exitOverride();

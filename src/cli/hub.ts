@@ -1,0 +1,59 @@
+// `g8os hub …`: run a hub, manage its users, upload to one.
+import path from 'node:path';
+import { Command } from 'commander';
+import { parseSize, UsageError } from './util';
+
+const DEFAULT_DATA = '.g8os/hub';
+
+export function hubCommand(): Command {
+  const cmd = new Command('hub')
+    .description('run a hub (default), or manage and use one')
+    .option('--listen <host:port>', 'address to listen on', '127.0.0.1:8080')
+    .option('--data <dir>', 'where the hub keeps its registry, flists and blocks', DEFAULT_DATA)
+    .option('--store <url>', 'block store (default dir://<data>/blocks)')
+    .option('--public-url <url>', 'base URL clients reach this hub at (default http://<listen>)')
+    .option('--readonly', 'refuse every write (mirror mode)')
+    .option('--max-upload <size>', 'largest upload accepted, e.g. 8G', '8G')
+    .option('--max-expanded <size>', 'largest total file size an upload may expand to', '64G')
+    .action(async (o: { listen: string; data: string; store?: string; publicUrl?: string; readonly?: boolean; maxUpload: string; maxExpanded: string }) => {
+      if (!/^(\[[0-9a-f:]+\]|[^:]+):\d+$/i.test(o.listen)) throw new UsageError(`--listen ${o.listen}: expected host:port`);
+      const { createHub, listen } = await import('../hub/app');
+      const hub = await createHub({
+        listen: o.listen, dataDir: o.data, storeUrl: o.store, publicUrl: o.publicUrl, readonly: o.readonly,
+        maxUpload: parseSize(o.maxUpload), maxExpanded: parseSize(o.maxExpanded),
+      });
+      const server = await listen(hub);
+      process.stdout.write(`hub listening on ${hub.config.publicUrl} (data ${hub.config.dataDir}, blocks ${hub.store.url}${hub.config.readonly ? ', read-only' : ''})\n`);
+      await new Promise<void>((resolve) => {
+        const stop = (): void => {
+          server.close(() => resolve());
+          server.closeAllConnections();
+        };
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+      });
+      await hub.close();
+    });
+
+  const user = cmd.command('user').description('manage hub users');
+  user
+    .command('add')
+    .description('create a user (if new) and print a new API token as the last line')
+    .argument('<name>')
+    .option('--data <dir>', 'the hub data directory', DEFAULT_DATA)
+    .option('--ttl <days>', 'token lifetime in days (default: no expiry)', (v) => Number(v))
+    .action(async (name: string, o: { data: string; ttl?: number }) => {
+      const { Registry } = await import('../hub/registry');
+      const fs = await import('node:fs');
+      fs.mkdirSync(o.data, { recursive: true });
+      const reg = new Registry(path.resolve(o.data));
+      try {
+        const token = reg.addUser(name, o.ttl ? o.ttl * 86400 : undefined);
+        process.stderr.write(`user ${name}: new token (shown once; send it as "Authorization: Bearer <token>")\n`);
+        process.stdout.write(`${token}\n`);
+      } finally {
+        reg.close();
+      }
+    });
+  return cmd;
+}
