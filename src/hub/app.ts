@@ -93,6 +93,7 @@ export async function createHub(cfg: HubConfig): Promise<Hub> {
     readonly: cfg.readonly ?? false,
   };
   const registry = new Registry(dataDir);
+  registry.cleanTemp();
   const store = await openStore(config.storeUrl);
   const hub: Hub = {
     app: express(),

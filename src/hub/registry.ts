@@ -80,8 +80,6 @@ export class Registry {
     this.flistDir = path.join(dataDir, 'flists');
     this.tmpDir = path.join(dataDir, 'tmp');
     fs.mkdirSync(this.flistDir, { recursive: true });
-    // Uploads in progress when the hub last stopped are garbage: nothing was published.
-    fs.rmSync(this.tmpDir, { recursive: true, force: true });
     fs.mkdirSync(this.tmpDir, { recursive: true });
     this.db = new Database(path.join(dataDir, 'hub.sqlite3'));
     this.db.pragma('journal_mode = WAL');
@@ -91,6 +89,12 @@ export class Registry {
 
   close(): void {
     this.db.close();
+  }
+
+  /** At hub start: uploads in progress when it last stopped are garbage (nothing was published). */
+  cleanTemp(): void {
+    fs.rmSync(this.tmpDir, { recursive: true, force: true });
+    fs.mkdirSync(this.tmpDir, { recursive: true });
   }
 
   // -- users and tokens ---------------------------------------------------------------------

@@ -1,0 +1,66 @@
+// Starts a real hub process (bin/g8os hub) on a free loopback port, for tests.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { BIN } from './cli';
+import { freePort } from './redis';
+
+export interface HubProcess {
+  url: string;
+  port: number;
+  data: string;
+  child: ChildProcess;
+  /** output the hub printed so far */
+  log(): string;
+  /** Create a user (if new) and return a fresh token for it. */
+  token(user: string): string;
+  /** SIGTERM and wait for exit. */
+  stop(): Promise<void>;
+  /** SIGKILL and wait for exit (crash simulation). */
+  kill(): Promise<void>;
+}
+
+export async function startHub(opts: { data?: string; args?: string[]; port?: number } = {}): Promise<HubProcess> {
+  const data = opts.data ?? fs.mkdtempSync(path.join(os.tmpdir(), 'g8os-hub-'));
+  const port = opts.port ?? (await freePort());
+  const child = spawn(process.execPath, [BIN, 'hub', '--listen', `127.0.0.1:${port}`, '--data', data, ...(opts.args ?? [])], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`hub did not start within 15 s:\n${out}`)), 15_000);
+    const check = (): void => {
+      if (out.includes('hub listening')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    };
+    child.stdout!.on('data', check);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`hub exited with ${code} before listening:\n${out}`));
+    });
+  });
+  const wait = async (signal: NodeJS.Signals): Promise<void> => {
+    if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+    await exited;
+  };
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    data,
+    child,
+    log: () => out,
+    token(user: string): string {
+      const r = spawnSync(process.execPath, [BIN, 'hub', 'user', 'add', user, '--data', data], { encoding: 'utf8' });
+      if (r.status !== 0) throw new Error(`hub user add failed: ${r.stderr}`);
+      return r.stdout.trim().split('\n').pop()!;
+    },
+    stop: () => wait('SIGTERM'),
+    kill: () => wait('SIGKILL'),
+  };
+}
