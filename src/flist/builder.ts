@@ -119,7 +119,6 @@ class Ingest {
   private readonly sink: BlockSink;
   private inflight = 0;
   private readonly waiters: Array<() => void> = [];
-  private readonly tasks: Promise<void>[] = [];
   private failed: Error | undefined;
   private readonly maxInflight: number;
   entries = 0;
@@ -169,7 +168,7 @@ class Ingest {
 
   private async submit(blocks: BlockRef[], index: number, buf: ArrayBuffer, len: number): Promise<void> {
     await this.slot();
-    const task = this.pool
+    void this.pool
       .encode(buf, len)
       .then(async (b) => {
         blocks[index] = { id: b.id, key: b.key };
@@ -180,7 +179,11 @@ class Ingest {
         this.failed ??= e;
       })
       .finally(() => this.release());
-    this.tasks.push(task);
+  }
+
+  /** Wait until every submitted chunk is encoded and stored. */
+  private async drain(): Promise<void> {
+    while (this.inflight > 0) await new Promise<void>((r) => this.waiters.push(r));
   }
 
   /** Read a file's content stream into chunks; returns its block list (filled asynchronously). */
@@ -214,7 +217,7 @@ class Ingest {
 
   async finish(): Promise<BuildResult> {
     try {
-      await Promise.all(this.tasks);
+      await this.drain();
       if (this.failed) throw this.failed;
       await this.sink.flush();
       // Count what the flist will hold: duplicates replaced, implied parents and the root included.
@@ -229,7 +232,7 @@ class Ingest {
         }
       }
       this.stats.uploaded_chunks = this.sink.chunks;
-      this.stats.uploaded_bytes = Math.round(this.sink.bytes);
+      this.stats.uploaded_bytes = this.sink.bytes;
       return { tree: this.tree, stats: this.stats };
     } finally {
       await this.pool.close();
@@ -238,7 +241,7 @@ class Ingest {
 
   async abort(): Promise<void> {
     this.failed ??= new BuildError('aborted');
-    await Promise.allSettled(this.tasks);
+    await this.drain();
     await this.pool.close();
   }
 }
