@@ -431,6 +431,17 @@ describe('g8os flist CLI', () => {
     }
   });
 
+  it('a flist URL that cannot be fetched is one clear line', async () => {
+    const { freePort } = await import('./helpers/redis');
+    const url = `http://127.0.0.1:${await freePort()}/alice/x.flist`;
+    const r = await g8os(['flist', 'stats', url]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(`g8os: cannot download flist ${url}: ECONNREFUSED\n`);
+    const set = await g8os(['flist', 'metadata', url, 'k', 'v']);
+    expect(set.code).toBe(2);
+    expect(set.stderr).toMatch(/cannot change the metadata of a remote flist/);
+  });
+
   it('reads a generation-3 .fl file with the same verbs', async () => {
     const fl = path.join(path.dirname(FUNK), 'rfs-flserver-hello-world-latest.fl');
     const s = await g8os(['flist', 'stats', fl, '--json']);

@@ -199,7 +199,10 @@ export function flistCommand(): Command {
     .argument('[value]')
     .option('--json', 'print all metadata as one JSON object')
     .action(async (file: string, key: string | undefined, value: string | undefined, o: { json?: boolean }) => {
-      if (value !== undefined) return setMetadata(file, key!, value);
+      if (value !== undefined) {
+        if (/^https?:\/\//i.test(file)) throw new UsageError(`${file}: cannot change the metadata of a remote flist; download it first`);
+        return setMetadata(file, key!, value);
+      }
       await withFlist(file, (r) => {
         const m = r.metadata();
         if (key !== undefined) {

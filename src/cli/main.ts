@@ -3,6 +3,7 @@ import v8 from 'node:v8';
 import { Command, CommanderError } from 'commander';
 import { flistCommand } from './flist';
 import { hubCommand } from './hub';
+import { startCommand } from './start';
 import { UsageError } from './util';
 
 export function program(): Command {
@@ -12,6 +13,7 @@ export function program(): Command {
     .showHelpAfterError('(add --help for usage)');
   p.addCommand(flistCommand());
   p.addCommand(hubCommand());
+  p.addCommand(startCommand());
   // Every subcommand reports bad usage through the same path (one line, exit 2).
   const exitOverride = (c: Command): void => {
     c.exitOverride();
