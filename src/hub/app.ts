@@ -140,12 +140,15 @@ export async function createHub(cfg: HubConfig): Promise<Hub> {
 }
 
 /** Listen on config.listen; resolves with the server once it accepts connections. */
-export function listen(hub: Hub): Promise<http.Server> {
+export async function listen(hub: Hub): Promise<http.Server> {
+  const { infoMethod } = await import('./api');
   const i = hub.config.listen.lastIndexOf(':');
   const host = hub.config.listen.slice(0, i).replace(/^\[(.*)\]$/, '$1');
   const port = Number(hub.config.listen.slice(i + 1));
   return new Promise((resolve, reject) => {
     const server = hub.app.listen(port, host);
+    // INFO (0-hub's custom method) never gets past Node's parser; ./api answers it there.
+    server.on('clientError', infoMethod(hub));
     server.once('listening', () => resolve(server));
     server.once('error', (e) => reject(new HubError(500, `cannot listen on ${hub.config.listen}: ${(e as NodeJS.ErrnoException).code ?? e.message}`)));
   });

@@ -49,6 +49,7 @@ CREATE TABLE IF NOT EXISTS entries (
 CREATE TABLE IF NOT EXISTS tags (
   user TEXT NOT NULL, tag TEXT NOT NULL, name TEXT NOT NULL, target TEXT NOT NULL, updated INTEGER NOT NULL,
   PRIMARY KEY (user, tag, name));
+CREATE INDEX IF NOT EXISTS entries_file ON entries (file);
 `;
 
 const NAME_RE = /^[A-Za-z0-9_][A-Za-z0-9._+@:=,-]{0,254}$/;
@@ -162,11 +163,112 @@ export class Registry {
     if (fs.existsSync(dest)) fs.rmSync(tmpFile);
     else fs.renameSync(tmpFile, dest);
     const e: RegistryEntry = { user, name, kind: 'regular', file: sha256, size, md5, target: null, updated: now() };
+    const old = this.entry(user, name);
     this.db.transaction(() => {
       this.db.prepare('INSERT OR IGNORE INTO users (name, created) VALUES (?, ?)').run(user, e.updated);
-      this.db.prepare('INSERT OR REPLACE INTO entries (user, name, kind, file, size, md5, target, updated) VALUES (@user, @name, @kind, @file, @size, @md5, @target, @updated)').run(e);
+      this.putEntry(e);
+    })();
+    this.dropIfUnused(old?.file);
+    return e;
+  }
+
+  private putEntry(e: RegistryEntry): void {
+    this.db.prepare('INSERT OR REPLACE INTO entries (user, name, kind, file, size, md5, target, updated) VALUES (@user, @name, @kind, @file, @size, @md5, @target, @updated)').run(e);
+  }
+
+  /**
+   * Point user/name at another entry: kind "symlink" → target "<user>/<name>.flist",
+   * "crosstag" → "<user>/<tag>". Replaces a link, never a regular flist (401 as in 0-hub).
+   */
+  link(user: string, name: string, kind: 'symlink' | 'crosstag', target: string): RegistryEntry {
+    const e: RegistryEntry = { user, name, kind, file: null, size: null, md5: null, target, updated: now() };
+    this.db.transaction(() => {
+      if (this.entry(user, name)?.kind === 'regular') throw new HubError(401, 'link destination is already a file');
+      this.putEntry(e);
     })();
     return e;
+  }
+
+  /** Copy a regular entry to user/name (promote): the flist file is shared, not copied. */
+  copy(source: RegistryEntry, user: string, name: string): RegistryEntry {
+    const e: RegistryEntry = { ...source, user, name, kind: 'regular', target: null, updated: now() };
+    const old = this.entry(user, name);
+    this.db.transaction(() => {
+      this.db.prepare('INSERT OR IGNORE INTO users (name, created) VALUES (?, ?)').run(user, e.updated);
+      this.putEntry(e);
+    })();
+    if (old?.file !== e.file) this.dropIfUnused(old?.file);
+    return e;
+  }
+
+  /** Rename within a repository, replacing whatever `to` was (like rename(2)). */
+  rename(user: string, from: string, to: string): RegistryEntry | undefined {
+    if (from === to) return this.entry(user, from);
+    const old = this.entry(user, to);
+    const src = this.entry(user, from);
+    if (!src) return undefined;
+    this.db.transaction(() => {
+      this.db.prepare('DELETE FROM entries WHERE user = ? AND name = ?').run(user, to);
+      this.db.prepare('UPDATE entries SET name = ? WHERE user = ? AND name = ?').run(to, user, from);
+    })();
+    this.dropIfUnused(old?.file);
+    return { ...src, name: to };
+  }
+
+  /** Remove an entry (flist or link); its file goes when nothing else uses it. */
+  remove(user: string, name: string): RegistryEntry | undefined {
+    const old = this.entry(user, name);
+    if (!old) return undefined;
+    this.db.prepare('DELETE FROM entries WHERE user = ? AND name = ?').run(user, name);
+    this.dropIfUnused(old.file);
+    return old;
+  }
+
+  /** Follow a crosstag link user/link to the regular flist `name` in the tag it points at. */
+  resolveCrosstag(user: string, link: string, name: string): RegistryEntry | undefined {
+    const e = this.entry(user, link);
+    if (e?.kind !== 'crosstag') return undefined;
+    const [u, tag] = splitTarget(e.target!);
+    const t = this.tagEntry(u, tag, name);
+    return t ? this.resolve(...splitTarget(t.target)) : undefined;
+  }
+
+  // -- tags ---------------------------------------------------------------------------------
+
+  /** The user's tags with their latest change. */
+  tags(user: string): Array<{ tag: string; updated: number }> {
+    return this.db.prepare('SELECT tag, MAX(updated) AS updated FROM tags WHERE user = ? GROUP BY tag ORDER BY tag').all(user) as Array<{ tag: string; updated: number }>;
+  }
+
+  tagExists(user: string, tag: string): boolean {
+    return this.db.prepare('SELECT 1 FROM tags WHERE user = ? AND tag = ? LIMIT 1').get(user, tag) !== undefined;
+  }
+
+  tagEntries(user: string, tag: string): TagEntry[] {
+    return this.db.prepare('SELECT * FROM tags WHERE user = ? AND tag = ? ORDER BY name').all(user, tag) as TagEntry[];
+  }
+
+  tagEntry(user: string, tag: string, name: string): TagEntry | undefined {
+    return this.db.prepare('SELECT * FROM tags WHERE user = ? AND tag = ? AND name = ?').get(user, tag, name) as TagEntry | undefined;
+  }
+
+  /** Add or replace user's tag entry `name` → target "<user>/<name>.flist" (creates the tag). */
+  setTag(user: string, tag: string, name: string, target: string): TagEntry {
+    const t: TagEntry = { user, tag, name, target, updated: now() };
+    this.db.prepare('INSERT OR REPLACE INTO tags (user, tag, name, target, updated) VALUES (@user, @tag, @name, @target, @updated)').run(t);
+    return t;
+  }
+
+  /** Remove a tag entry; a tag without entries no longer exists. */
+  removeTag(user: string, tag: string, name: string): boolean {
+    return this.db.prepare('DELETE FROM tags WHERE user = ? AND tag = ? AND name = ?').run(user, tag, name).changes > 0;
+  }
+
+  /** Delete an flist file once no entry refers to it (cheap per-file garbage collection). */
+  private dropIfUnused(sha256: string | null | undefined): void {
+    if (!sha256) return;
+    if (this.db.prepare("SELECT 1 FROM entries WHERE kind = 'regular' AND file = ? LIMIT 1").get(sha256)) return;
+    fs.rmSync(this.filePath(sha256), { force: true });
   }
 
   /** A fresh temp path on the registry's filesystem (for builds that end in publish()). */
