@@ -8,6 +8,7 @@ const DEFAULT_DATA = '.g8os/hub';
 export function hubCommand(): Command {
   const cmd = new Command('hub')
     .description('run a hub (default), or manage and use one')
+    .enablePositionalOptions()
     .option('--listen <host:port>', 'address to listen on', '127.0.0.1:8080')
     .option('--data <dir>', 'where the hub keeps its registry, flists and blocks', DEFAULT_DATA)
     .option('--store <url>', 'block store (default dir://<data>/blocks)')
@@ -54,6 +55,22 @@ export function hubCommand(): Command {
       } finally {
         reg.close();
       }
+    });
+
+  cmd
+    .command('upload')
+    .description('upload a .tar / .tar.gz / .tgz to a hub, which makes it an flist; prints its URL as the last line')
+    .argument('<file>')
+    .requiredOption('--hub <url>', 'the hub, e.g. http://127.0.0.1:8080')
+    .option('--token <token>', 'API token (default: $G8OS_TOKEN)')
+    .option('--name <name>', 'flist name (default: the file name without .tar.gz)')
+    .option('--meta <key=value>', 'extra flist metadata; repeatable', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .action(async (file: string, o: { hub: string; token?: string; name?: string; meta: string[] }) => {
+      const token = o.token ?? process.env.G8OS_TOKEN;
+      if (!token) throw new UsageError('no token: pass --token or set G8OS_TOKEN');
+      const { parseMeta, uploadTarball } = await import('./hub-upload');
+      const r = await uploadTarball(file, { hub: o.hub, token, name: o.name, meta: parseMeta(o.meta) });
+      process.stdout.write(`${r.url}\n`);
     });
   return cmd;
 }

@@ -10,7 +10,9 @@ export function program(): Command {
   const p = new Command('g8os')
     .description('g8os: flists, lazy FUSE mounts, a hub and a node agent')
     .version(require('../../../package.json').version as string)
-    .showHelpAfterError('(add --help for usage)');
+    .showHelpAfterError('(add --help for usage)')
+    // Options after a subcommand belong to it (`hub user add x --data D`, not `hub --data`).
+    .enablePositionalOptions();
   p.addCommand(flistCommand());
   p.addCommand(hubCommand());
   p.addCommand(startCommand());

@@ -97,9 +97,13 @@ export async function writeDb(tree: Tree, dbFile: string, metadata: Record<strin
   }
 }
 
-/** Write the tree as an flist file at `out`; nothing is left at `out` on failure. */
-export async function writeFlist(tree: Tree, out: string, metadata: Record<string, string> = {}): Promise<void> {
-  const tmp = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'g8os-write-'));
+/**
+ * Write the tree as an flist file at `out`; nothing is left at `out` on failure. The database
+ * is built in a temp dir under `tmpDir` (default the OS's): the hub passes its own, which it
+ * clears at start, so a crash mid-write leaves nothing behind.
+ */
+export async function writeFlist(tree: Tree, out: string, metadata: Record<string, string> = {}, opts: { tmpDir?: string } = {}): Promise<void> {
+  const tmp = await fs.promises.mkdtemp(path.join(opts.tmpDir ?? os.tmpdir(), 'g8os-write-'));
   try {
     const dbFile = path.join(tmp, 'flistdb.sqlite3');
     await writeDb(tree, dbFile, metadata);

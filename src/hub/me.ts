@@ -66,7 +66,7 @@ export function meRoutes(hub: Hub): void {
         if (err instanceof FlistError) throw new HubError(400, `cannot merge: ${err.message}`);
         throw err;
       });
-      await writeFlist(tree, tmp, metadata);
+      await writeFlist(tree, tmp, metadata, { tmpDir: reg.tmpDir });
       await reg.publish(me(req), target, tmp);
     } finally {
       await fs.promises.rm(tmp, { force: true });
