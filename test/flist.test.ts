@@ -529,6 +529,21 @@ describe('bad input', () => {
     expect(JSON.parse((await g8os(['flist', 'stat', out, 'future', '--json'])).stdout).mtime).toBe(0xffffffff);
   });
 
+  it('a bomb of padding between members hits the size cap too, and an empty gzipped tar is fine', async () => {
+    const small = await writeTar([{ path: 'a', type: 'file', mode: 0o644, uid: 0, gid: 0, uname: '', gname: '', mtime: 0, content: Buffer.from('a') }]);
+    const padded = zlib.gzipSync(Buffer.concat([small.subarray(0, 1024), Buffer.alloc(100 << 20)]));
+    const input = path.join(tmp, 'padding.tar.gz');
+    fs.writeFileSync(input, padded);
+    const r = await g8os(['flist', 'create', input, '-o', path.join(tmp, 'padding.flist'), '--store', `dir://${path.join(tmp, 'bad-blocks')}`, '--max-size', '1000']);
+    expect(r.stderr).toBe('g8os: archive expands to more than 1000 bytes (the limit)\n');
+    expect(fs.existsSync(path.join(tmp, 'padding.flist'))).toBe(false);
+    const empty = path.join(tmp, 'empty.tar.gz');
+    fs.writeFileSync(empty, zlib.gzipSync(Buffer.alloc(1024)));
+    const e = await g8os(['flist', 'create', empty, '-o', path.join(tmp, 'empty.flist'), '--store', `dir://${path.join(tmp, 'bad-blocks')}`, '--json']);
+    expect(e.code).toBe(0);
+    expect(JSON.parse(e.stdout)).toMatchObject({ directory: 1, regular: 0 });
+  });
+
   it('an existing flist is not overwritten when a build fails', async () => {
     const out = path.join(tmp, 'keep.flist');
     fs.writeFileSync(out, 'precious');

@@ -1,6 +1,7 @@
 // `g8os hub …`: run a hub, manage its users, upload to one.
 import path from 'node:path';
 import { Command } from 'commander';
+import { importCommand } from './import';
 import { parseSize, UsageError } from './util';
 
 const DEFAULT_DATA = '.g8os/hub';
@@ -72,5 +73,6 @@ export function hubCommand(): Command {
       const r = await uploadTarball(file, { hub: o.hub, token, name: o.name, meta: parseMeta(o.meta) });
       process.stdout.write(`${r.url}\n`);
     });
+  cmd.addCommand(importCommand());
   return cmd;
 }

@@ -351,7 +351,18 @@ export async function buildFromTar(input: Readable, opts: BuildOptions): Promise
     const source = await untarInput(input, (n) => {
       ing.stats.input_bytes += n;
     });
-    const parsed = pipeline(source, extract);
+    // Count the tar stream itself (after gunzip): an empty-but-valid tar still has its 1 KiB
+    // end marker, and a bomb of padding between members must hit the size cap too.
+    let tarBytes = 0;
+    const cap = opts.maxExpandedBytes !== undefined ? opts.maxExpandedBytes + 64 * 1024 * 1024 : Infinity;
+    const counted = new Transform({
+      transform(chunk: Buffer, _enc, cb) {
+        tarBytes += chunk.length;
+        if (tarBytes > cap) cb(new BuildError(`archive expands to more than ${opts.maxExpandedBytes} bytes (the limit)`));
+        else cb(null, chunk);
+      },
+    });
+    const parsed = pipeline(source, counted, extract);
     parsed.catch(() => undefined);
     try {
       for await (const member of extract) {
@@ -363,7 +374,7 @@ export async function buildFromTar(input: Readable, opts: BuildOptions): Promise
       if (e instanceof BuildError) throw e;
       throw new BuildError(describeTarError(e as Error));
     }
-    if (ing.entries === 0 && ing.stats.input_bytes < 1024) throw new BuildError('not a tar archive (no members)');
+    if (ing.entries === 0 && tarBytes < 1024) throw new BuildError('not a tar archive (no members)');
     return await ing.finish();
   } catch (e) {
     await ing.abort();

@@ -120,6 +120,8 @@ export async function createHub(cfg: HubConfig): Promise<Hub> {
       return token !== undefined && registry.userForToken(token) !== undefined;
     },
   }));
+  // docker first: its POST /api/flist/me/docker must not be taken by a generic me/ route
+  (await import('./docker')).dockerRoutes(hub);
   const { uploadRoutes } = await import('./upload');
   const { apiRoutes } = await import('./api');
   uploadRoutes(hub);
