@@ -5,36 +5,13 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { writeBigTarFile } from '../test/helpers/tarballs';
+import { input, type Input } from './ingest';
 import {
-  type BenchResult, type Context, cacheDir, cached, fmtSpread, log, MiB, measure, onCleanup, REPO, repeat, roundSpread,
+  type BenchResult, type Context, fmtSpread, log, MiB, measure, onCleanup, REPO, repeat, roundSpread,
   type Sample, spread, type Table, warmFile, withTmpfs,
 } from './lib';
 
 const G8OS = path.join(REPO, 'bin', 'g8os');
-const FILES_PER_GIB = 20_000; // as bench/ingest.ts, whose cached inputs these are
-
-interface Input {
-  tar: string;
-  tgz?: string;
-  bytes: number;
-  files: number;
-  label: string;
-}
-
-async function input(mib: number, withGz: boolean): Promise<Input> {
-  const files = Math.round((FILES_PER_GIB * mib) / 1024);
-  const name = path.join(cacheDir(), `big-${mib}m-${files}f-s1`);
-  const opts = { files, totalBytes: mib * MiB, seed: 1 };
-  const make = (gzip: boolean) => async (tmp: string) => {
-    log(`generating ${path.basename(name)}.tar${gzip ? '.gz' : ''} (cached for later runs)`);
-    await writeBigTarFile(tmp, { ...opts, gzip });
-  };
-  const tar = await cached(`${name}.tar`, make(false));
-  const tgz = withGz ? await cached(`${name}.tar.gz`, make(true)) : undefined;
-  const label = mib >= 1024 ? `${mib / 1024} GiB` : `${mib} MiB`;
-  return { tar, tgz, bytes: fs.statSync(tar).size, files, label };
-}
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {

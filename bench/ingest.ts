@@ -10,7 +10,7 @@ import {
 
 const FILES_PER_GIB = 20_000; // same file density at every size, so RSS compares like with like
 
-interface Input {
+export interface Input {
   tar: string;
   tgz?: string;
   bytes: number; // uncompressed tar size
@@ -18,7 +18,8 @@ interface Input {
   label: string;
 }
 
-async function input(mib: number, withGz: boolean): Promise<Input> {
+/** The cached generated tarball (and .tar.gz) of `mib` MiB; shared with the hub bench. */
+export async function input(mib: number, withGz: boolean): Promise<Input> {
   const files = Math.round((FILES_PER_GIB * mib) / 1024);
   const name = path.join(cacheDir(), `big-${mib}m-${files}f-s1`);
   const opts = { files, totalBytes: mib * MiB, seed: 1 };

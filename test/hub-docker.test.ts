@@ -122,11 +122,14 @@ interface Answer {
   body: { status: string; message?: string; payload?: { name: string; url: string; files: Record<string, number> } };
 }
 
-async function post(target: HubProcess, opts: { image?: Buffer; fields?: Record<string, string>; auth?: string | null; filename?: string } = {}): Promise<Answer> {
+async function post(
+  target: HubProcess,
+  opts: { image?: Buffer; fields?: Record<string, string>; auth?: string | null; filename?: string; headers?: Record<string, string> } = {},
+): Promise<Answer> {
   const form = new FormData();
   for (const [k, v] of Object.entries(opts.fields ?? {})) form.append(k, v);
   if (opts.image) form.append('file', new Blob([opts.image]), opts.filename ?? 'image.tar');
-  const headers: Record<string, string> = {};
+  const headers: Record<string, string> = { ...opts.headers };
   if (opts.auth !== null) headers.authorization = `Bearer ${opts.auth ?? token}`;
   const res = await fetch(`${target.url}/api/flist/me/docker`, { method: 'POST', headers, body: form });
   return { status: res.status, body: (await res.json()) as Answer['body'] };
@@ -204,6 +207,20 @@ async function importOk(image: Buffer, name?: string): Promise<{ flist: Flist; a
 // -- tests --------------------------------------------------------------------------------------
 
 describe('OCI image layout → flist on a real hub', () => {
+  it('reports the conversion as a job on /listen/<id> (replayed to a late listener)', async () => {
+    const built = await ociLayout(TWO_LAYERS);
+    const job = `docker-${Date.now()}`;
+    const answer = await post(hub, { image: await packImage(built.files), fields: { name: 'with-progress' }, headers: { 'X-Job-Id': job } });
+    expect(answer.status, JSON.stringify(answer.body)).toBe(200);
+    const text = await (await fetch(`${hub.url}/listen/${job}`)).text();
+    const events = text.split('\n\n').filter(Boolean).map((f) => JSON.parse(f.replace(/^data: /, '')));
+    const updates = events.filter((e) => e.status === 'update').map((e) => e.progress as number);
+    expect(updates.length).toBeGreaterThan(2);
+    expect(updates).toEqual([...updates].sort((a, b) => a - b));
+    expect(updates[updates.length - 1]).toBe(100);
+    expect(events[events.length - 1]).toMatchObject({ status: 'info', info: { status: 'success', file: 'with-progress.flist' } });
+  });
+
   let oci: Flist;
 
   it('flattens two layers honouring whiteouts and opaque directories', async () => {

@@ -8,7 +8,7 @@ import { backendFor, storeFromBackend } from '../flist/backend';
 import { openFlist } from '../flist/open';
 import { openStore } from '../store';
 import type { Entry, FlistReader } from '../flist/types';
-import { formatBytes, modeString, printJson, UsageError } from './util';
+import { formatBytes, modeString, parseMeta, printJson, UsageError } from './util';
 
 async function withFlist<T>(file: string, fn: (r: FlistReader) => Promise<T> | T): Promise<T> {
   const r = await openFlist(file);
@@ -47,16 +47,6 @@ function lsLine(e: Entry): string {
   const when = new Date(e.mtime * 1000).toISOString().replace('T', ' ').slice(0, 16);
   const name = e.kind === 'link' ? `${e.name || '/'} -> ${e.target}` : e.name || '/';
   return `${modeString(e.mode)} ${owner(e).padEnd(17)} ${size.padStart(10)} ${when} ${name}`;
-}
-
-function parseMeta(pairs: string[]): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const p of pairs) {
-    const i = p.indexOf('=');
-    if (i <= 0) throw new UsageError(`--meta ${JSON.stringify(p)}: expected key=value`);
-    out[p.slice(0, i)] = p.slice(i + 1);
-  }
-  return out;
 }
 
 export function flistCommand(): Command {

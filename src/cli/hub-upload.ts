@@ -26,17 +26,6 @@ export interface UploadAnswer {
 const READ_CHUNK = 1024 * 1024;
 const IDLE_TIMEOUT_MS = 10 * 60_000; // the hub may be busy finishing a big flist after the last byte
 
-/** --meta k=v pairs → object (repeated keys: the last wins). */
-export function parseMeta(pairs: string[]): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const p of pairs) {
-    const i = p.indexOf('=');
-    if (i <= 0) throw new UsageError(`--meta ${JSON.stringify(p)}: expected key=value`);
-    out[p.slice(0, i)] = p.slice(i + 1);
-  }
-  return out;
-}
-
 const quote = (s: string): string => s.replace(/["\\\r\n]/g, (c) => (c === '"' ? '%22' : c === '\\' ? '\\\\' : ''));
 
 function fieldPart(boundary: string, name: string, value: string): Buffer {

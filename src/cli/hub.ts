@@ -2,7 +2,7 @@
 import path from 'node:path';
 import { Command } from 'commander';
 import { importCommand } from './import';
-import { parseSize, UsageError } from './util';
+import { parseMeta, parseSize, untilSignal, UsageError } from './util';
 
 const DEFAULT_DATA = '.g8os/hub';
 
@@ -26,14 +26,7 @@ export function hubCommand(): Command {
       });
       const server = await listen(hub);
       process.stdout.write(`hub listening on ${hub.config.publicUrl} (data ${hub.config.dataDir}, blocks ${hub.store.url}${hub.config.readonly ? ', read-only' : ''})\n`);
-      await new Promise<void>((resolve) => {
-        const stop = (): void => {
-          server.close(() => resolve());
-          server.closeAllConnections();
-        };
-        process.once('SIGINT', stop);
-        process.once('SIGTERM', stop);
-      });
+      await untilSignal(server);
       await hub.close();
     });
 
@@ -69,7 +62,7 @@ export function hubCommand(): Command {
     .action(async (file: string, o: { hub: string; token?: string; name?: string; meta: string[] }) => {
       const token = o.token ?? process.env.G8OS_TOKEN;
       if (!token) throw new UsageError('no token: pass --token or set G8OS_TOKEN');
-      const { parseMeta, uploadTarball } = await import('./hub-upload');
+      const { uploadTarball } = await import('./hub-upload');
       const r = await uploadTarball(file, { hub: o.hub, token, name: o.name, meta: parseMeta(o.meta) });
       process.stdout.write(`${r.url}\n`);
     });

@@ -3,6 +3,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Command } from 'commander';
+import { untilSignal } from './util';
 
 export function startCommand(): Command {
   return new Command('start')
@@ -33,14 +34,7 @@ export function startCommand(): Command {
           '',
         ].join('\n'),
       );
-      await new Promise<void>((resolve) => {
-        const stop = (): void => {
-          server.close(() => resolve());
-          server.closeAllConnections();
-        };
-        process.once('SIGINT', stop);
-        process.once('SIGTERM', stop);
-      });
+      await untilSignal(server);
       await hub.close();
     });
 }

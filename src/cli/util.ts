@@ -1,4 +1,5 @@
 // Small helpers shared by the CLI verbs.
+import type { Server } from 'node:http';
 import { S_IFMT, S_IFDIR, S_IFLNK, S_IFCHR, S_IFBLK, S_IFIFO, S_IFSOCK } from '../flist/types';
 
 /** An error in how the command was called: printed as one line, exit status 2. */
@@ -7,6 +8,17 @@ export class UsageError extends Error {
     super(message);
     this.name = 'UsageError';
   }
+}
+
+/** --meta key=value pairs → object (a repeated key: the last wins). */
+export function parseMeta(pairs: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const p of pairs) {
+    const i = p.indexOf('=');
+    if (i <= 0) throw new UsageError(`--meta ${JSON.stringify(p)}: expected key=value`);
+    out[p.slice(0, i)] = p.slice(i + 1);
+  }
+  return out;
 }
 
 export function printJson(v: unknown): void {
@@ -43,4 +55,16 @@ export function modeString(mode: number): string {
     rwx((mode >> 3) & 7, (mode & 0o2000) !== 0, 's') +
     rwx(mode & 7, (mode & 0o1000) !== 0, 't')
   );
+}
+
+/** Serve until SIGINT/SIGTERM, then stop accepting and close open connections. */
+export function untilSignal(server: Server): Promise<void> {
+  return new Promise((resolve) => {
+    const stop = (): void => {
+      server.close(() => resolve());
+      server.closeAllConnections();
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
 }

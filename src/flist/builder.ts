@@ -13,6 +13,7 @@ import type { EncodedBlock } from './codec';
 import { EncoderPool, type PooledBlock } from './encoder';
 import { DirStore } from '../store/dir';
 import { hashReady } from './hash';
+import { countEntries } from './stats';
 import { Tree } from './tree';
 import {
   BLOCK_SIZE, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK,
@@ -69,6 +70,12 @@ export interface BuildResult {
 
 const MAX_INFLIGHT_PER_WORKER = 3;
 const SINK_BATCH = 32;
+
+/** The build-statistics names for a tree's counts (the hub's API uses these). */
+export function treeCounts(tree: Tree): Pick<BuildStats, 'directory' | 'regular' | 'symlink' | 'special' | 'fullsize' | 'blocks'> {
+  const c = countEntries(tree.entries());
+  return { directory: c.dirs, regular: c.files, symlink: c.symlinks, special: c.specials, fullsize: c.bytes, blocks: c.blocks };
+}
 
 /** Collects encoded chunks and writes the ones the store lacks, in batches. */
 class BlockSink {
@@ -221,16 +228,7 @@ class Ingest {
       if (this.failed) throw this.failed;
       await this.sink.flush();
       // Count what the flist will hold: duplicates replaced, implied parents and the root included.
-      for (const { entry: e } of this.tree.walk()) {
-        if (e.kind === 'dir') this.stats.directory++;
-        else if (e.kind === 'link') this.stats.symlink++;
-        else if (e.kind === 'special') this.stats.special++;
-        else {
-          this.stats.regular++;
-          this.stats.fullsize += e.size;
-          this.stats.blocks += e.blocks?.length ?? 0;
-        }
-      }
+      Object.assign(this.stats, treeCounts(this.tree));
       this.stats.uploaded_chunks = this.sink.chunks;
       this.stats.uploaded_bytes = this.sink.bytes;
       return { tree: this.tree, stats: this.stats };

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
-import { buildFromTar, memberPath, type BuildOptions, type BuildStats } from './builder';
+import { buildFromTar, memberPath, treeCounts, type BuildOptions, type BuildStats } from './builder';
 import { Tree, type TreeNode } from './tree';
 
 export const WHITEOUT_PREFIX = '.wh.';
@@ -114,15 +114,5 @@ export function mergedStats(tree: Tree, layers: BuildStats[]): BuildStats {
     s.uploaded_bytes += l.uploaded_bytes;
     s.input_bytes += l.input_bytes;
   }
-  for (const { entry: e } of tree.walk()) {
-    if (e.kind === 'dir') s.directory++;
-    else if (e.kind === 'link') s.symlink++;
-    else if (e.kind === 'special') s.special++;
-    else {
-      s.regular++;
-      s.fullsize += e.size;
-      s.blocks += e.blocks?.length ?? 0;
-    }
-  }
-  return s;
+  return { ...s, ...treeCounts(tree) };
 }

@@ -6,6 +6,7 @@ import Database from 'better-sqlite3';
 import { FlistError, extractDb } from './archive';
 import { dirKey, hashReady } from './hash';
 import { LRU } from './lru';
+import { countEntries } from './stats';
 import { decodeAci, decodeDir, type RawAci, type RawDir, type RawInode } from './schema';
 import {
   S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG, S_IFSOCK,
@@ -201,17 +202,7 @@ export class Gen2Reader implements FlistReader {
   }
 
   stats(): FlistStats {
-    const s: FlistStats = { dirs: 0, files: 0, symlinks: 0, specials: 0, blocks: 0, bytes: 0 };
-    for (const e of this.walk()) {
-      if (e.kind === 'dir') s.dirs++;
-      else if (e.kind === 'file') {
-        s.files++;
-        s.blocks += e.blocks?.length ?? 0;
-        s.bytes += e.size;
-      } else if (e.kind === 'link') s.symlinks++;
-      else s.specials++;
-    }
-    return s;
+    return countEntries(this.walk());
   }
 
   metadata(): Record<string, string> {

@@ -52,6 +52,11 @@ export class Tree {
     return fresh;
   }
 
+  /** Every entry, depth-first, parents before children. */
+  *entries(): Iterable<Entry> {
+    for (const n of this.walk()) yield n.entry;
+  }
+
   /** Depth-first, parents before children. */
   *walk(node: TreeNode = this.root): Iterable<TreeNode> {
     yield node;

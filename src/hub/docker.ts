@@ -9,6 +9,7 @@ import { backendFor } from '../flist/backend';
 import { BuildError } from '../flist/builder';
 import { writeFlist } from '../flist/writer';
 import { type AuthedRequest, type Hub, requireUser, route, success } from './app';
+import { type Job, jobsOf } from './jobs';
 import { convertImage, ImageError } from './oci';
 import { flistName, HubError } from './registry';
 
@@ -16,12 +17,14 @@ interface Upload {
   path?: string;
   /** the handler owns the file from here on (a client leaving mid-conversion must not pull it away) */
   converting: boolean;
+  job: Job;
 }
 
 const rm = (p: string | undefined): Promise<void> => (p ? fs.promises.rm(p, { force: true }) : Promise.resolve());
 
 export function dockerRoutes(hub: Hub): void {
   const { registry, config } = hub;
+  const jobs = jobsOf(hub);
   const uploads = new WeakMap<Request, Upload>();
 
   const storage: multer.StorageEngine = {
@@ -42,13 +45,28 @@ export function dockerRoutes(hub: Hub): void {
   const multipart = multer({ storage, limits: { fileSize: config.maxUpload, files: 1, fields: 16, fieldSize: 64 * 1024 } }).single('file');
 
   const receive = (req: Request, res: Response, next: NextFunction): void => {
-    const state: Upload = { converting: false };
+    // a job from the start, so /listen/<id> can follow the conversion (X-Job-Id as for uploads)
+    const clientId = req.headers['x-job-id'];
+    let job: Job;
+    try {
+      job = jobs.create(typeof clientId === 'string' ? clientId : undefined);
+    } catch (e) {
+      return next(e);
+    }
+    res.setHeader('X-Job-Id', job.id);
+    job.update('Receiving image', 0);
+    const state: Upload = { converting: false, job };
     uploads.set(req, state);
     // an aborted or refused upload leaves nothing behind
     res.on('close', () => {
       if (!state.converting) void rm(state.path);
+      job.fail('the upload ended before the image was converted'); // no-op when finished
     });
-    multipart(req, res, (err?: unknown) => next(err ? uploadError(err as Error, config.maxUpload) : undefined));
+    multipart(req, res, (err?: unknown) => {
+      const refused = err ? uploadError(err as Error, config.maxUpload) : undefined;
+      if (refused) job.fail(refused.message);
+      next(refused);
+    });
   };
 
   hub.app.post(
@@ -74,14 +92,18 @@ export function dockerRoutes(hub: Hub): void {
         const wanted = body.name ? flistName(body.name as string) : undefined;
         const image = await convertImage(req.file.path, {
           store: hub.store, maxExpandedBytes: config.maxExpanded, tmpDir: registry.tmpDir,
+          onProgress: (message, pct) => state.job.update(message, Math.min(pct, 95)),
         });
         const name = wanted ?? flistName(image.name);
         await writeFlist(image.tree, out, { ...image.metadata, backend: backendFor(config.publicUrl) }, { tmpDir: hub.registry.tmpDir });
         await registry.publish(req.user!, name, out);
-        payload = { name, files: image.stats, url: `${config.publicUrl}/${req.user}/${name}` };
+        payload = { name, files: image.stats, url: `${config.publicUrl}/${req.user}/${name}`, job: state.job.id };
+        state.job.update('Image ready', 100);
+        state.job.finish({ status: 'success', file: name, flist: image.stats, timing: {} });
       } catch (e) {
-        if (e instanceof ImageError || e instanceof BuildError) throw new HubError(400, e.message);
-        throw e;
+        const err = e instanceof ImageError || e instanceof BuildError ? new HubError(400, e.message) : e;
+        state.job.fail(err instanceof HubError ? err.message : 'internal error');
+        throw err;
       } finally {
         await rm(out);
         await rm(state.path);
