@@ -317,6 +317,25 @@ describe('g8os flist CLI', () => {
     expect(b.stdout).toBe('node1\n');
   });
 
+  it('cat follows symlinks inside the flist, and refuses directories and loops clearly', async () => {
+    expect((await g8os(['flist', 'cat', flist, 'hn'])).stdout).toBe('node1\n');
+    const dir = await g8os(['flist', 'cat', flist, 'etc']);
+    expect([dir.code, dir.stderr]).toEqual([2, 'g8os: etc: not a regular file (dir)\n']);
+    const loopSrc = path.join(tmp, 'loop-src');
+    fs.mkdirSync(path.join(loopSrc, 'sub'), { recursive: true });
+    fs.writeFileSync(path.join(loopSrc, 'real'), 'real\n');
+    fs.symlinkSync('/real', path.join(loopSrc, 'sub/abs')); // absolute: from the flist root, not the host's
+    fs.symlinkSync('../sub/../real', path.join(loopSrc, 'sub/rel'));
+    fs.symlinkSync('a', path.join(loopSrc, 'b'));
+    fs.symlinkSync('b', path.join(loopSrc, 'a'));
+    const out = path.join(tmp, 'loops.flist');
+    expect((await g8os(['flist', 'create', loopSrc, '-o', out, '--store', store])).code).toBe(0);
+    expect((await g8os(['flist', 'cat', out, 'sub/abs'])).stdout).toBe('real\n');
+    expect((await g8os(['flist', 'cat', out, 'sub/rel'])).stdout).toBe('real\n');
+    const loop = await g8os(['flist', 'cat', out, 'a']);
+    expect([loop.code, loop.stderr]).toEqual([1, 'g8os: a: too many levels of symbolic links\n']);
+  });
+
   it('metadata reads, sets and deletes keys, rewriting the flist atomically', async () => {
     const m = await g8os(['flist', 'metadata', flist, '--json']);
     const meta = JSON.parse(m.stdout);

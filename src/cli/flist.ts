@@ -167,9 +167,11 @@ export function flistCommand(): Command {
     .option('--store <url>', 'block store (default: the flist backend)')
     .action(async (file: string, p: string, o: { store?: string }) =>
       withFlist(file, async (r) => {
-        const e = r.stat(p);
+        // like cat(1), follow symlinks (inside the flist: absolute targets start at its root)
+        const { resolveEntry } = await import('../flist/resolve');
+        const e = resolveEntry(r, p);
         if (!e) throw new UsageError(`${p}: no such file or directory in ${file}`);
-        if (e.kind !== 'file') throw new UsageError(`${p}: not a regular file (${e.kind})`);
+        if (e.kind !== 'file') throw new UsageError(`${p}: not a regular file (${e.kind === 'special' ? e.special : e.kind})`);
         const { fileContent } = await import('../flist/content');
         const store = await storeFor(r, o.store, file);
         try {
