@@ -389,6 +389,13 @@ describe('g8os hub upload', () => {
 
     const named = await g8os(['hub', 'upload', p, '--hub', `${hub.url}/`, '--token', token, '--name', 'renamed']);
     expect(named.stdout.trim()).toBe(`${hub.url}/alice/renamed.flist`);
+
+    // the printed URL is all a user needs: the flist verbs read it, blocks come from the hub
+    const url = r.stdout.trim().split('\n').pop()!;
+    expect((await g8os(['flist', 'find', url])).stdout).toBe('/\n/etc\n/big.bin\n/etc/hostname\n');
+    expect((await g8os(['flist', 'cat', url, '/etc/hostname'])).stdout).toBe('cli\n');
+    expect((await g8os(['flist', 'cat', url, 'big.bin'])).out.equals(randomBytes(700_000, 333))).toBe(true);
+    expect((await g8os(['flist', 'check', url])).stdout).toBe('3 blocks: 3 ok, 0 missing, 0 corrupt\n');
   });
 
   it('a refusal is one line naming the hub and its message, exit 1', async () => {
