@@ -358,8 +358,11 @@ describe('links and tags', () => {
       name: 'alice-v1', size: '0.00 KB', updated: expect.any(Number), linktime: expect.any(Number), type: 'taglink', target: 'alice/tags/v1',
     });
     expect((await call('GET', '/api/flist/bob/alice-v1/taglink')).json).toEqual({ target: 'alice/tags/v1' });
+    // a regular flist (or link) is not a tag link: 0-hub's 401 text; a missing one is a 404
     const notTag = await call('GET', '/api/flist/bob/alice-app/taglink');
-    expect([notTag.status, notTag.json.message]).toEqual([404, 'source not found']);
+    expect([notTag.status, notTag.json.message]).toEqual([401, 'could not read tag link']);
+    const missing = await call('GET', '/api/flist/bob/nothing-here/taglink');
+    expect([missing.status, missing.json.message]).toEqual([404, 'source not found']);
     expect(Buffer.from(await (await fetch(`${hub.url}/bob/alice-v1/app.flist`)).arrayBuffer()).equals(appBytes)).toBe(true);
     const suffix = await call('GET', '/api/flist/me/x.flist/crosstag/alice/v1', { token: bob });
     expect([suffix.status, suffix.json.message]).toEqual([401, 'tag symlink cannot ends with .flist']);

@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import path from 'node:path';
+import { closingPart, fieldPart, filePart, hubTarget, parseJson, refusal } from './hub-client';
 import { formatBytes, UsageError } from './util';
 
 export interface UploadOptions {
@@ -26,37 +27,9 @@ export interface UploadAnswer {
 const READ_CHUNK = 1024 * 1024;
 const IDLE_TIMEOUT_MS = 10 * 60_000; // the hub may be busy finishing a big flist after the last byte
 
-const quote = (s: string): string => s.replace(/["\\\r\n]/g, (c) => (c === '"' ? '%22' : c === '\\' ? '\\\\' : ''));
-
-function fieldPart(boundary: string, name: string, value: string): Buffer {
-  return Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="${quote(name)}"\r\n\r\n${value}\r\n`);
-}
-
-function filePart(boundary: string, filename: string): Buffer {
-  // Non-ASCII names also go in RFC 5987 form, which busboy prefers.
-  const ascii = /^[\x20-\x7e]*$/.test(filename);
-  const star = ascii ? '' : `; filename*=UTF-8''${encodeURIComponent(filename)}`;
-  return Buffer.from(
-    `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="${quote(ascii ? filename : filename.replace(/[^\x20-\x7e]/g, '_'))}"${star}\r\n` +
-      'Content-Type: application/octet-stream\r\n\r\n',
-  );
-}
-
-function hubUrl(hub: string): URL {
-  let u: URL;
-  try {
-    u = new URL(hub);
-  } catch {
-    throw new UsageError(`--hub ${JSON.stringify(hub)}: not a URL (expected e.g. http://127.0.0.1:8080)`);
-  }
-  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new UsageError(`--hub ${hub}: expected an http:// or https:// URL`);
-  return u;
-}
-
 /** Upload and publish; resolves with the hub's answer, rejects with a one-line reason. */
 export async function uploadTarball(file: string, opts: UploadOptions): Promise<UploadAnswer> {
-  const base = hubUrl(opts.hub);
-  const hubText = base.origin + base.pathname.replace(/\/+$/, '');
+  const { url: base, text: hubText } = hubTarget(opts.hub);
   const st = await fs.promises.stat(file).catch((e: NodeJS.ErrnoException) => {
     throw new UsageError(`cannot read ${file}: ${e.code ?? e.message}`);
   });
@@ -67,7 +40,7 @@ export async function uploadTarball(file: string, opts: UploadOptions): Promise<
   if (opts.name) fields.push(fieldPart(boundary, 'name', opts.name));
   for (const [k, v] of Object.entries(opts.meta ?? {})) fields.push(fieldPart(boundary, `metadata-${k}`, v));
   const head = Buffer.concat([...fields, filePart(boundary, path.basename(file))]);
-  const tail = Buffer.from(`\r\n--${boundary}--\r\n`);
+  const tail = closingPart(boundary);
   const total = head.length + st.size + tail.length;
 
   const target = new URL(`${base.pathname.replace(/\/+$/, '')}/api/flist/me/upload`, base);
@@ -94,15 +67,9 @@ export async function uploadTarball(file: string, opts: UploadOptions): Promise<
       res.on('data', (d: Buffer) => parts.push(d));
       res.on('error', (e) => reject(new Error(`upload to ${hubText} failed: ${e.message}`)));
       res.on('end', () => {
-        const text = Buffer.concat(parts).toString('utf8');
-        let body: { status?: string; message?: string; payload?: UploadAnswer } | undefined;
-        try {
-          body = JSON.parse(text) as typeof body;
-        } catch {
-          // not our hub, or a proxy's page: report the status line
-        }
+        const body = parseJson(Buffer.concat(parts).toString('utf8')) as { status?: string; payload?: UploadAnswer } | undefined;
         if (res.statusCode === 200 && body?.status === 'success' && body.payload) resolve(body.payload);
-        else reject(new Error(`upload refused by ${hubText}: ${body?.message ?? `HTTP ${res.statusCode} ${res.statusMessage ?? ''}`.trim()}`));
+        else reject(new Error(`upload refused by ${hubText}: ${refusal(res, body)}`));
         req.destroy();
       });
     });

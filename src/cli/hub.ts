@@ -1,6 +1,7 @@
 // `g8os hub …`: run a hub, manage its users, upload to one.
 import path from 'node:path';
 import { Command } from 'commander';
+import { hubVerbs } from './hub-verbs';
 import { importCommand } from './import';
 import { parseMeta, parseSize, untilSignal, UsageError } from './util';
 
@@ -67,5 +68,7 @@ export function hubCommand(): Command {
       process.stdout.write(`${r.url}\n`);
     });
   cmd.addCommand(importCommand());
+  // zflist's hub verbs: whoami, ls, promote, link, crosslink, … (./hub-verbs)
+  for (const verb of hubVerbs()) cmd.addCommand(verb);
   return cmd;
 }

@@ -52,7 +52,7 @@ export function apiRoutes(hub: Hub): void {
   app.get('/api/flist/:user/:flist/taglink', route((req: Request<Params>, res) => {
     const user = knownUser(reg, req.params.user);
     const raw = flistName(req.params.flist).slice(0, -'.flist'.length);
-    const e = reg.entry(user, checkName(raw, 'link name'));
+    const e = reg.entry(user, checkName(raw, 'link name')) ?? reg.entry(user, `${raw}.flist`);
     if (!e) throw new HubError(404, 'source not found');
     if (e.kind !== 'crosstag') throw new HubError(401, 'could not read tag link');
     sendJson(res, 200, { target: cleanTarget(linkText(e)) });

@@ -244,7 +244,7 @@ async function uploadFlist(hub: Hub, req: UploadRequest, res: Response): Promise
     const name = uploadName(f.originalname);
     if (!name) throw new HubError(400, `invalid flist name ${JSON.stringify(f.originalname)}`);
     const target = flistName(name);
-    const stats = await checkBlocks(hub.store, f.path);
+    const stats = await checkBlocks(hub.store, f.path, f.originalname);
     if (stats.missing > 0) {
       throw new HubError(400, `unauthorized upload, contents is not fully present on backend (${stats.missing} of ${stats.blocks} blocks missing)`);
     }
@@ -269,12 +269,12 @@ export interface CheckStats {
 }
 
 /** Whether every block of every file is in the store (§8.2 "check"). */
-export async function checkBlocks(store: BlockStore, file: string): Promise<CheckStats> {
+export async function checkBlocks(store: BlockStore, file: string, shownAs = path.basename(file)): Promise<CheckStats> {
   let r;
   try {
     r = await openGen2(file);
   } catch (e) {
-    if (e instanceof FlistError) throw new HubError(400, `not a valid flist: ${e.message.replace(file, path.basename(file))}`);
+    if (e instanceof FlistError) throw new HubError(400, `not a valid flist: ${e.message.replace(file, shownAs)}`);
     throw e;
   }
   const s: CheckStats = { regular: 0, symlink: 0, directory: 0, special: 0, failure: 0, fullsize: 0, blocks: 0, missing: 0 };

@@ -16,7 +16,8 @@ export function knownUser(reg: Registry, user: string): string {
 /** The entry user/<flist>.flist (a link stays a link), or 404. */
 export function findEntry(reg: Registry, user: string, flist: string): RegistryEntry {
   knownUser(reg, user);
-  const e = reg.entry(user, flistName(flist));
+  // crosstag links are stored by their bare name (no ".flist"), as the reference did
+  const e = reg.entry(user, flistName(flist)) ?? reg.entry(user, flist.replace(/\.flist$/, ''));
   if (!e) throw new HubError(404, 'source not found');
   return e;
 }
