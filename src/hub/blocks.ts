@@ -3,6 +3,7 @@
 import { Router, type Request, type Response } from 'express';
 import { blake2b128, hashReady } from '../flist/hash';
 import { type BlockStore, StoreError } from '../store/types';
+import { HubError } from './registry';
 
 export interface BlockRouterOptions {
   /** Decides whether a PUT may write; without it every write is refused (401). */
@@ -18,14 +19,6 @@ const MAX_EXISTS_BYTES = 1024 * 1024;
 const HEX_ID = /^[0-9a-f]{32}$/;
 const PREFIXES = ['/api/blocks', '/api/block'];
 
-class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-  ) {
-    super(message);
-  }
-}
 
 function sendJson(res: Response, status: number, body: unknown): void {
   res.status(status).type('application/json').end(JSON.stringify(body) + '\n');
@@ -35,8 +28,8 @@ function sendJson(res: Response, status: number, body: unknown): void {
 function handler(fn: (req: Request, res: Response) => Promise<void>) {
   return (req: Request, res: Response): Promise<void> =>
     fn(req, res).catch((err: unknown) => {
-      const status = err instanceof HttpError ? err.status : 500;
-      const message = err instanceof HttpError || err instanceof StoreError ? err.message : 'internal error';
+      const status = err instanceof HubError ? err.status : 500;
+      const message = err instanceof HubError || err instanceof StoreError ? err.message : 'internal error';
       if (status === 500 && !(err instanceof StoreError)) console.error('block api:', err);
       if (res.headersSent) {
         res.destroy();
@@ -49,19 +42,19 @@ function handler(fn: (req: Request, res: Response) => Promise<void>) {
 
 function pathId(req: Request): Buffer {
   const hex = String(req.params.id);
-  if (!HEX_ID.test(hex)) throw new HttpError(400, 'invalid block id: expected 32 lowercase hex characters');
+  if (!HEX_ID.test(hex)) throw new HubError(400, 'invalid block id: expected 32 lowercase hex characters');
   return Buffer.from(hex, 'hex');
 }
 
 /** Reads the request body, refusing more than `max` bytes with 413. */
-async function readBody(req: Request, max: number): Promise<Buffer> {
+export async function readBody(req: Request, max: number): Promise<Buffer> {
   const declared = Number(req.headers['content-length']);
-  if (declared > max) throw new HttpError(413, `body larger than ${max} bytes`);
+  if (declared > max) throw new HubError(413, `body larger than ${max} bytes`);
   const parts: Buffer[] = [];
   let size = 0;
   for await (const chunk of req as AsyncIterable<Buffer>) {
     size += chunk.length;
-    if (size > max) throw new HttpError(413, `body larger than ${max} bytes`);
+    if (size > max) throw new HubError(413, `body larger than ${max} bytes`);
     parts.push(chunk);
   }
   return Buffer.concat(parts, size);
@@ -113,12 +106,12 @@ export function blockRouter(store: BlockStore, opts: BlockRouterOptions = {}): R
       try {
         ids = JSON.parse(raw.toString('utf8'));
       } catch {
-        throw new HttpError(400, 'body must be a JSON array of hex block ids');
+        throw new HubError(400, 'body must be a JSON array of hex block ids');
       }
-      if (!Array.isArray(ids)) throw new HttpError(400, 'body must be a JSON array of hex block ids');
-      if (ids.length > MAX_EXISTS_IDS) throw new HttpError(400, `at most ${MAX_EXISTS_IDS} ids per request`);
+      if (!Array.isArray(ids)) throw new HubError(400, 'body must be a JSON array of hex block ids');
+      if (ids.length > MAX_EXISTS_IDS) throw new HubError(400, `at most ${MAX_EXISTS_IDS} ids per request`);
       const bad = ids.find((x) => typeof x !== 'string' || !HEX_ID.test(x));
-      if (bad !== undefined) throw new HttpError(400, `invalid block id ${JSON.stringify(bad)}: expected 32 lowercase hex characters`);
+      if (bad !== undefined) throw new HubError(400, `invalid block id ${JSON.stringify(bad)}: expected 32 lowercase hex characters`);
       const hexes = ids as string[];
       const have = await store.exists(hexes.map((h) => Buffer.from(h, 'hex')));
       sendJson(res, 200, hexes.filter((_, i) => !have[i]));
@@ -150,13 +143,13 @@ export function blockRouter(store: BlockStore, opts: BlockRouterOptions = {}): R
       if (inm && matchesEtag(inm, etag)) {
         // Blocks are immutable: a matching tag only needs the block to still exist.
         const [have] = await store.exists([id]);
-        if (!have) throw new HttpError(404, 'block not found');
+        if (!have) throw new HubError(404, 'block not found');
         cacheHeaders(res, etag);
         res.status(304).end();
         return;
       }
       const data = await store.get(id);
-      if (!data) throw new HttpError(404, 'block not found');
+      if (!data) throw new HubError(404, 'block not found');
       cacheHeaders(res, etag);
       res.setHeader('Content-Type', 'application/octet-stream');
       const rangeHeader = req.headers.range;
@@ -164,7 +157,7 @@ export function blockRouter(store: BlockStore, opts: BlockRouterOptions = {}): R
       const range = rangeHeader && (!ifRange || ifRange.trim() === etag) ? parseRange(rangeHeader, data.length) : null;
       if (range === 'unsatisfiable') {
         res.setHeader('Content-Range', `bytes */${data.length}`);
-        throw new HttpError(416, 'range not satisfiable');
+        throw new HubError(416, 'range not satisfiable');
       }
       if (range) {
         const [start, end] = range;
@@ -182,16 +175,16 @@ export function blockRouter(store: BlockStore, opts: BlockRouterOptions = {}): R
     paths('/:id'),
     handler(async (req, res) => {
       const id = pathId(req);
-      if (opts.readonly || !store.writable) throw new HttpError(400, 'readonly mode');
+      if (opts.readonly || !store.writable) throw new HubError(400, 'readonly mode');
       const allowed = opts.authorize ? await opts.authorize(req) : false;
       if (!allowed) {
         res.setHeader('WWW-Authenticate', 'Bearer');
-        throw new HttpError(401, req.headers.authorization ? 'not authorized to write blocks' : 'no authorization provided');
+        throw new HubError(401, req.headers.authorization ? 'not authorized to write blocks' : 'no authorization provided');
       }
       const body = await readBody(req, MAX_BLOCK_BYTES);
-      if (body.length === 0) throw new HttpError(400, 'empty body');
+      if (body.length === 0) throw new HubError(400, 'empty body');
       await hashReady();
-      if (!blake2b128(body).equals(id)) throw new HttpError(400, 'block id does not match blake2b-128 of body');
+      if (!blake2b128(body).equals(id)) throw new HubError(400, 'block id does not match blake2b-128 of body');
       const [have] = await store.exists([id]);
       if (!have) await store.put(id, body);
       sendJson(res, have ? 200 : 201, { status: 'success' });

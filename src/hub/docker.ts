@@ -46,14 +46,12 @@ export function dockerRoutes(hub: Hub): void {
 
   const receive = (req: Request, res: Response, next: NextFunction): void => {
     // a job from the start, so /listen/<id> can follow the conversion (X-Job-Id as for uploads)
-    const clientId = req.headers['x-job-id'];
     let job: Job;
     try {
-      job = jobs.create(typeof clientId === 'string' ? clientId : undefined);
+      job = jobs.forRequest(req, res);
     } catch (e) {
       return next(e);
     }
-    res.setHeader('X-Job-Id', job.id);
     job.update('Receiving image', 0);
     const state: Upload = { converting: false, job };
     uploads.set(req, state);

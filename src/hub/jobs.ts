@@ -104,6 +104,14 @@ export class Jobs {
     return job;
   }
 
+  /** A job for this request: the client's X-Job-Id when it sent one; echoed as X-Job-Id. */
+  forRequest(req: Request, res: Response): Job {
+    const clientId = req.headers['x-job-id'];
+    const job = this.create(typeof clientId === 'string' ? clientId : undefined);
+    res.setHeader('X-Job-Id', job.id);
+    return job;
+  }
+
   get(id: string): Job | undefined {
     return this.jobs.get(id);
   }

@@ -5,7 +5,7 @@
 // kept as the reference has them, for its clients.
 import fs from 'node:fs';
 import path from 'node:path';
-import express, { type Request, type Response } from 'express';
+import express, { type Response } from 'express';
 import multer from 'multer';
 import { FlistError } from '../flist/archive';
 import { mergeFlists } from '../flist/merge';
@@ -13,6 +13,7 @@ import { openGen2 } from '../flist/reader';
 import { writeFlist } from '../flist/writer';
 import type { BlockStore } from '../store/types';
 import { type AuthedRequest, type Hub, requireUser, route, sendJson, success } from './app';
+import { readBody } from './blocks';
 import { checkName, flistName, HubError, splitTarget, type Registry } from './registry';
 import { contentsDump, findEntry, findFlist, knownUser } from './views';
 
@@ -166,19 +167,6 @@ function refuseLoop(reg: Registry, repo: string, source: string, link: string, u
     const e = reg.entry(...at);
     at = e?.kind === 'symlink' ? splitTarget(e.target!) : undefined;
   }
-}
-
-/** Request body up to `max` bytes (413 beyond). */
-async function readBody(req: Request, max: number): Promise<Buffer> {
-  if (Number(req.headers['content-length']) > max) throw new HubError(413, `body larger than ${max} bytes`);
-  const parts: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > max) throw new HubError(413, `body larger than ${max} bytes`);
-    parts.push(chunk);
-  }
-  return Buffer.concat(parts, size);
 }
 
 // -- upload-flist ----------------------------------------------------------------------------

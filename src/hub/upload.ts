@@ -207,14 +207,12 @@ export function uploadRoutes(hub: Hub): void {
     if (length > hub.config.maxUpload + FRAMING) {
       return next(new HubError(413, `upload of ${length} bytes is larger than this hub accepts (--max-upload ${hub.config.maxUpload} bytes)`));
     }
-    const clientId = req.headers['x-job-id'];
     let job: Job;
     try {
-      job = jobs.create(typeof clientId === 'string' ? clientId : undefined);
+      job = jobs.forRequest(req, res);
     } catch (e) {
       return next(e);
     }
-    res.setHeader('X-Job-Id', job.id);
     const up = new Upload(hub, req.user!, job);
     uploads.set(req, up);
     res.on('close', () => {
