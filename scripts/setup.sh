@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 # Packages the project runs against: FUSE (fuse-native needs libfuse.so.2), a real
 # redis-server, busybox-static for test root filesystems, bzip2/xz for compressed flists.
-PACKAGES=(libfuse2 fuse redis-server busybox-static bzip2 xz-utils ca-certificates time curl)
+PACKAGES=(libfuse2 fuse redis-server busybox-static bzip2 xz-utils ca-certificates time curl attr)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
