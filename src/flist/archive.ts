@@ -2,12 +2,12 @@
 // bare SQLite file or an extracted directory. Writers produce `./` + `./flistdb.sqlite3`.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
 import zlib from 'node:zlib';
 import tar from 'tar-stream';
+import { makeTempDir } from './tempdir';
 
 export const DB_NAME = 'flistdb.sqlite3';
 const MAX_DB = 4 * 1024 * 1024 * 1024;
@@ -69,7 +69,7 @@ export async function extractDb(file: string): Promise<ExtractedDb> {
     if (!fs.existsSync(db)) throw new FlistError(`not an flist: directory ${file} has no ${DB_NAME}`);
     return { db };
   }
-  const tempDir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'g8os-flist-'));
+  const tempDir = await makeTempDir('flist');
   const out = path.join(tempDir, DB_NAME);
   let found = false;
   let router: string | undefined;

@@ -1,11 +1,11 @@
 // One entry point for every flist source: a local gen-2 flist (tar.gz, bare sqlite, directory),
 // a gen-3 `.fl` file, or an http(s) URL of either (downloaded to a private temp file).
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { FlistError } from './archive';
+import { makeTempDir } from './tempdir';
 import { isGen3File, openGen3 } from './gen3';
 import { openGen2 } from './reader';
 import type { FlistReader } from './types';
@@ -19,7 +19,7 @@ export async function openFlist(source: string): Promise<FlistReader> {
 }
 
 async function openUrl(url: string): Promise<FlistReader> {
-  const dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'g8os-dl-'));
+  const dir = await makeTempDir('dl');
   const file = path.join(dir, 'download.flist');
   try {
     await download(url, file);

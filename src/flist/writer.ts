@@ -1,9 +1,9 @@
 // Writes a Tree as a generation-2 flist: one transaction, VACUUM, tar.gz, atomic rename.
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { packFlist } from './archive';
+import { makeTempDir } from './tempdir';
 import { blake2b64, dirKey, hashReady } from './hash';
 import { encodeAci, encodeDir, type RawAci, type RawInode } from './schema';
 import type { Tree, TreeNode } from './tree';
@@ -103,7 +103,7 @@ export async function writeDb(tree: Tree, dbFile: string, metadata: Record<strin
  * clears at start, so a crash mid-write leaves nothing behind.
  */
 export async function writeFlist(tree: Tree, out: string, metadata: Record<string, string> = {}, opts: { tmpDir?: string } = {}): Promise<void> {
-  const tmp = await fs.promises.mkdtemp(path.join(opts.tmpDir ?? os.tmpdir(), 'g8os-write-'));
+  const tmp = await makeTempDir('write', opts.tmpDir);
   try {
     const dbFile = path.join(tmp, 'flistdb.sqlite3');
     await writeDb(tree, dbFile, metadata);

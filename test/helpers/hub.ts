@@ -3,6 +3,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { afterAll } from 'vitest';
 import { BIN } from './cli';
 import { freePort } from './redis';
 
@@ -21,8 +22,19 @@ export interface HubProcess {
   kill(): Promise<void>;
 }
 
+/** Data dirs this helper made: removed after the test file (restart tests reuse them meanwhile). */
+const made = new Set<string>();
+afterAll(() => {
+  for (const d of made) fs.rmSync(d, { recursive: true, force: true });
+  made.clear();
+});
+
 export async function startHub(opts: { data?: string; args?: string[]; port?: number } = {}): Promise<HubProcess> {
-  const data = opts.data ?? fs.mkdtempSync(path.join(os.tmpdir(), 'g8os-hub-'));
+  let data = opts.data;
+  if (!data) {
+    data = fs.mkdtempSync(path.join(os.tmpdir(), 'g8os-hub-'));
+    made.add(data);
+  }
   const port = opts.port ?? (await freePort());
   const child = spawn(process.execPath, [BIN, 'hub', '--listen', `127.0.0.1:${port}`, '--data', data, ...(opts.args ?? [])], {
     stdio: ['ignore', 'pipe', 'pipe'],
