@@ -543,6 +543,34 @@ describe('bad input', () => {
   });
 });
 
+describe('GET /api/stats', () => {
+  it('counts block GETs, HEADs, body bytes and 404s', async () => {
+    const { blake2b128 } = await import('../src/flist/hash');
+    const stats = async (): Promise<{ get: number; head: number; bytes: number; missing: number }> => {
+      const res = await fetch(`${hub.url}/api/stats`);
+      expect(res.status).toBe(200);
+      const body = (await res.json()) as { blocks: { get: number; head: number; bytes: number; missing: number }; uptime: number };
+      expect(body.uptime).toBeGreaterThanOrEqual(0);
+      return body.blocks;
+    };
+    const data = crypto.randomBytes(1000);
+    const id = blake2b128(data).toString('hex');
+    const missing = crypto.randomBytes(16).toString('hex');
+    const before = await stats();
+    expect((await fetch(`${hub.url}/api/block/${missing}`)).status).toBe(404);
+    expect((await fetch(`${hub.url}/api/blocks/${missing}`, { method: 'HEAD' })).status).toBe(404);
+    const put = await fetch(`${hub.url}/api/block/${id}`, { method: 'PUT', headers: { authorization: `Bearer ${alice}` }, body: data });
+    expect(put.status).toBe(201);
+    const got = await fetch(`${hub.url}/api/block/${id}`);
+    expect(Buffer.from(await got.arrayBuffer()).equals(data)).toBe(true);
+    expect((await fetch(`${hub.url}/api/block/${id}`, { method: 'HEAD' })).status).toBe(200);
+    const after = await stats();
+    expect({
+      get: after.get - before.get, head: after.head - before.head, bytes: after.bytes - before.bytes, missing: after.missing - before.missing,
+    }).toEqual({ get: 2, head: 2, bytes: 1000, missing: 2 });
+  });
+});
+
 describe('readonly mode and restarts', () => {
   it('a readonly hub serves reads and refuses every write with 400', async () => {
     const listing = (await call('GET', '/api/fileslist')).json;

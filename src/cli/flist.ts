@@ -252,6 +252,19 @@ export function flistCommand(): Command {
         else process.stdout.write(`dirs ${s.dirs}\nfiles ${s.files}\nsymlinks ${s.symlinks}\nspecials ${s.specials}\nblocks ${s.blocks}\nbytes ${s.bytes}\n`);
       }));
 
+  cmd
+    .command('prefetch')
+    .description('warm the shared block cache with the blocks of an flist, or of the files of a running mount')
+    .argument('<source>', 'a g8os mount point (its files are read through it), or an flist: local path, http(s):// URL, user/name')
+    .argument('[paths...]', 'files or directories inside it (default: everything)')
+    .option('--cache <dir>', 'block cache directory (default: the one g8os mount uses)')
+    .option('--storage-url <url>', 'block store (default: the flist backend metadata)')
+    .option('--hub <url>', 'hub for user/name flists (default: $G8OS_HUB)')
+    .action(async (source: string, paths: string[], o: { cache?: string; storageUrl?: string; hub?: string }) => {
+      const { prefetch } = await import('./prefetch');
+      process.exitCode = await prefetch(source, paths, o);
+    });
+
   return cmd;
 }
 

@@ -94,9 +94,35 @@ function cacheHeaders(res: Response, etag: string): void {
   res.setHeader('Accept-Ranges', 'bytes');
 }
 
+/** Block reads served since start: lets tests and operators see what a mount fetched. */
+interface BlockCounters {
+  get: number;
+  head: number;
+  /** body bytes of GET answers */
+  bytes: number;
+  /** GET/HEAD answered 404 */
+  missing: number;
+}
+
 export function blockRouter(store: BlockStore, opts: BlockRouterOptions = {}): Router {
   const router = Router();
   const paths = (suffix: string): string[] => PREFIXES.map((p) => p + suffix);
+  const counts: BlockCounters = { get: 0, head: 0, bytes: 0, missing: 0 };
+  const started = Date.now();
+
+  // Counted when the answer is sent, so every outcome (200, 206, 304, 404, errors) is seen.
+  const count = (kind: 'get' | 'head') => (_req: Request, res: Response, next: () => void): void => {
+    counts[kind]++;
+    res.once('finish', () => {
+      if (res.statusCode === 404) counts.missing++;
+      else if (kind === 'get' && (res.statusCode === 200 || res.statusCode === 206)) counts.bytes += Number(res.getHeader('Content-Length') ?? 0);
+    });
+    next();
+  };
+
+  router.get('/api/stats', (_req, res) => {
+    sendJson(res, 200, { blocks: { ...counts }, uptime: Math.round((Date.now() - started) / 1000) });
+  });
 
   router.post(
     paths('/exists'),
@@ -121,6 +147,7 @@ export function blockRouter(store: BlockStore, opts: BlockRouterOptions = {}): R
   // Registered before GET so HEAD does not fetch the block.
   router.head(
     paths('/:id'),
+    count('head'),
     handler(async (req, res) => {
       const id = pathId(req);
       const [have] = await store.exists([id]);
@@ -136,6 +163,7 @@ export function blockRouter(store: BlockStore, opts: BlockRouterOptions = {}): R
 
   router.get(
     paths('/:id'),
+    count('get'),
     handler(async (req, res) => {
       const id = pathId(req);
       const etag = `"${id.toString('hex')}"`;
