@@ -8,7 +8,8 @@ import path from 'node:path';
 const PATTERN = /^g8os-[a-z]+-(\d+)-/;
 let swept = false;
 
-function alive(pid: number): boolean {
+/** Whether a process with this pid exists (EPERM: it does, owned by someone else). */
+export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
