@@ -7,10 +7,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { readMounts } from '../src/fs/mounts';
 import { BIN, g8os } from './helpers/cli';
 import { startHub, type HubProcess } from './helpers/hub';
 import { BLOCK, mixedBytes, randomBytes, T0, writeTar, type FixtureEntry } from './helpers/tarballs';
+import { forceUnmount, isMounted } from './helpers/fuse-child';
 
 const MB = 1024 * 1024;
 const BIG = randomBytes(100 * MB, 41);
@@ -105,15 +105,6 @@ async function mount(cache: string, opts: { flist?: string; extra?: string[] } =
   return { ...p, target };
 }
 
-const mountedAt = (p: string): boolean => readMounts().some((m) => m.mountPoint === p);
-
-function lazyUnmount(p: string): void {
-  for (let i = 0; i < 8 && mountedAt(p); i++) {
-    spawnSync('umount', ['-l', p]);
-    if (mountedAt(p)) spawnSync('fusermount', ['-uz', p]);
-  }
-}
-
 async function cleanup(): Promise<void> {
   for (const c of procs) {
     if (c.exitCode === null && c.signalCode === null) {
@@ -125,9 +116,9 @@ async function cleanup(): Promise<void> {
     }
   }
   procs.clear();
-  for (const t of targets) lazyUnmount(t);
+  for (const t of targets) forceUnmount(t);
   targets.clear();
-  for (const t of tmpfsMounts) lazyUnmount(t);
+  for (const t of tmpfsMounts) forceUnmount(t);
   tmpfsMounts.clear();
   // a test that stopped the hub and failed before restarting it
   if (hub && hub.child.exitCode !== null) await restartHub();
@@ -227,7 +218,7 @@ describe('store failures', () => {
     expect(ms).toBeLessThan(15_000);
     expect((await readAt(big, 0, 4096)).equals(BIG.subarray(0, 4096))).toBe(true);
     expect(m.child.exitCode).toBeNull();
-    expect(mountedAt(m.target)).toBe(true);
+    expect(isMounted(m.target)).toBe(true);
 
     await restartHub();
     // past the cache's 1 s negative entry for the failed block

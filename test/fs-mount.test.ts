@@ -12,6 +12,7 @@ import { BIN, g8os, ROOT } from './helpers/cli';
 import { startHub, type HubProcess } from './helpers/hub';
 import { freePort, startRedis } from './helpers/redis';
 import { everyTypeEntries, T0, writeTar, type FixtureEntry } from './helpers/tarballs';
+import { forceUnmount, isMounted } from './helpers/fuse-child';
 
 let tmp: string;
 let hub: HubProcess;
@@ -102,15 +103,6 @@ async function stop(p: MountProc, sig: NodeJS.Signals = 'SIGTERM'): Promise<numb
   return p.exited;
 }
 
-const mountedAt = (p: string): boolean => readMounts().some((m) => m.mountPoint === p);
-
-function lazyUnmount(p: string): void {
-  for (let i = 0; i < 8 && mountedAt(p); i++) {
-    spawnSync('umount', ['-l', p]);
-    if (mountedAt(p)) spawnSync('fusermount', ['-uz', p]);
-  }
-}
-
 async function cleanup(): Promise<void> {
   for (const c of procs) {
     if (c.exitCode === null && c.signalCode === null) {
@@ -136,7 +128,7 @@ async function cleanup(): Promise<void> {
   }
   // targets (overlays) before the FUSE layers under them
   const all = [...paths].sort((a, b) => Number(a.endsWith('/ro')) - Number(b.endsWith('/ro')));
-  for (const p of all) lazyUnmount(p);
+  for (const p of all) forceUnmount(p);
   paths.clear();
 }
 
@@ -257,7 +249,7 @@ describe('g8os mount of a hub flist', () => {
     expect([root.mode & 0o7777, root.uid, root.gid]).toEqual([fs.statSync(s.ro).mode & 0o7777, 0, 0]);
     expect(await stop(p)).toBe(0);
     expect(p.stdout()).toBe('mount starts\n'); // exactly once
-    expect(mountedAt(s.target) || mountedAt(s.ro)).toBe(false);
+    expect(isMounted(s.target) || isMounted(s.ro)).toBe(false);
     expect(fs.readdirSync(s.target)).toEqual([]);
     expect(fs.existsSync(path.join(s.backend, 'pid'))).toBe(false);
   });
@@ -328,13 +320,13 @@ describe('g8os mount of a hub flist', () => {
     expect(code(() => fs.rmSync(path.join(s.target, 'etc/hostname')))).toBe('EROFS');
     expect(code(() => fs.mkdirSync(path.join(s.target, 'd')))).toBe('EROFS');
     expect(await stop(p)).toBe(0);
-    expect(mountedAt(s.target)).toBe(false);
+    expect(isMounted(s.target)).toBe(false);
 
     const s2 = setup();
     const p2 = await mounted('alice/every.flist', s2, ['--ro'], { G8OS_HUB: hub.url });
     expect(fs.readlinkSync(path.join(s2.target, 'links/relative'))).toBe('../files/hello.txt');
     expect(await stop(p2, 'SIGINT')).toBe(0);
-    expect(mountedAt(s2.target)).toBe(false);
+    expect(isMounted(s2.target)).toBe(false);
   });
 
   it('--layer puts flists on top in order: the last one wins, directories merge, a file above a directory hides it', async () => {
@@ -421,7 +413,7 @@ describe('process life cycle', () => {
     const u = await g8os(['umount', s.target]);
     expect(u.stderr).toBe('');
     expect(u.code).toBe(0);
-    expect(mountedAt(s.target) || mountedAt(s.ro)).toBe(false);
+    expect(isMounted(s.target) || isMounted(s.ro)).toBe(false);
     expect(processAlive(pid)).toBe(false); // gone (or a zombie nobody reaps)
     expect(fs.existsSync(pidFile)).toBe(false);
   });
@@ -433,7 +425,7 @@ describe('process life cycle', () => {
     expect(r.code).toBe(1);
     expect(r.stdout).toBe('');
     expect(r.stderr).toMatch(/^g8os: store unreachable for .*ECONNREFUSED.*--lazy-connect/);
-    expect(mountedAt(s.target) || mountedAt(s.ro)).toBe(false);
+    expect(isMounted(s.target) || isMounted(s.ro)).toBe(false);
     // without --log the daemon logs to <backend>/mount.log
     expect(fs.readFileSync(path.join(s.backend, 'mount.log'), 'utf8')).toMatch(/store unreachable/);
   });
@@ -446,7 +438,7 @@ describe('process life cycle', () => {
     await new Promise((r) => setTimeout(r, 200));
     expect(fs.readlinkSync(`/proc/${holder.pid}/cwd`)).toBe(path.join(s.target, 'etc'));
     expect(await stop(p)).toBe(0);
-    expect(mountedAt(s.target) || mountedAt(s.ro)).toBe(false);
+    expect(isMounted(s.target) || isMounted(s.ro)).toBe(false);
     holder.kill('SIGKILL');
   });
 
@@ -461,7 +453,7 @@ describe('process life cycle', () => {
     await stop(p, 'SIGKILL'); // stale: umount through the link must not stat the dead mount
     const u = await g8os(['umount', link]);
     expect(u.code, u.stderr).toBe(0);
-    expect(mountedAt(s.target)).toBe(false);
+    expect(isMounted(s.target)).toBe(false);
   });
 
   it('an external unmount of the target makes the mount process clean up and exit', async () => {
@@ -469,7 +461,7 @@ describe('process life cycle', () => {
     const p = await mounted(everyUrl, s);
     expect(spawnSync('umount', [s.target]).status).toBe(0);
     expect(await p.exited).toBe(0);
-    expect(mountedAt(s.ro)).toBe(false);
+    expect(isMounted(s.ro)).toBe(false);
     expect(p.stderr()).toMatch(/unmounted from outside/);
   });
 
@@ -477,18 +469,18 @@ describe('process life cycle', () => {
     const s = setup();
     const p = await mounted(everyUrl, s);
     expect(await stop(p, 'SIGKILL')).toBe('SIGKILL');
-    expect(mountedAt(s.target) && mountedAt(s.ro)).toBe(true); // stale: both layers still there
+    expect(isMounted(s.target) && isMounted(s.ro)).toBe(true); // stale: both layers still there
     const again = await mounted(everyUrl, s);
     expect(again.stderr()).toMatch(/recovering the stale mount at/);
     expect(fs.readFileSync(path.join(s.target, 'files/hello.txt'), 'utf8')).toBe('hello world\n');
     expect(readMounts().filter((m) => m.mountPoint === s.target || m.mountPoint === s.ro)).toHaveLength(2);
     expect(await stop(again)).toBe(0);
-    expect(mountedAt(s.target) || mountedAt(s.ro)).toBe(false);
+    expect(isMounted(s.target) || isMounted(s.ro)).toBe(false);
 
     // the same with --ro (a stale FUSE mount right at the target)
     const ro = await mounted(everyUrl, s, ['--ro']);
     expect(await stop(ro, 'SIGKILL')).toBe('SIGKILL');
-    expect(mountedAt(s.target)).toBe(true);
+    expect(isMounted(s.target)).toBe(true);
     const ro2 = await mounted(everyUrl, s, ['--ro']);
     expect(ro2.stderr()).toMatch(/recovering the stale mount/);
     expect(fs.readFileSync(path.join(s.target, 'etc/hostname'), 'utf8')).toBe('g8os-fixture\n');
@@ -515,14 +507,14 @@ describe('process life cycle', () => {
     await refused([everyUrl, s.target, '--backend', s.backend, '--cache', cacheDir], undefined, /target .* is already mounted \(fuse.g8ufs g8ufs-test-other\)/);
     const u = await g8os(['umount', s.target]);
     expect(u.code, u.stderr).toBe(0);
-    expect(mountedAt(s.target)).toBe(false);
+    expect(isMounted(s.target)).toBe(false);
     await new Promise<void>((r) => (other.exitCode !== null ? r() : other.once('exit', () => r())));
 
     const dead = serve();
     await started(dead);
     dead.kill('SIGKILL');
     await new Promise<void>((r) => dead.once('exit', () => r()));
-    expect(mountedAt(s.target)).toBe(true);
+    expect(isMounted(s.target)).toBe(true);
     const p = await mounted(everyUrl, s, ['--ro']);
     expect(p.stderr()).toMatch(/recovering the stale mount/);
     expect(await stop(p)).toBe(0);
@@ -534,14 +526,14 @@ describe('process life cycle', () => {
     const u = await g8os(['umount', s.target]);
     expect(u.code, u.stderr).toBe(0);
     expect(await p.exited).toBe(0);
-    expect(mountedAt(s.target) || mountedAt(s.ro)).toBe(false);
+    expect(isMounted(s.target) || isMounted(s.ro)).toBe(false);
 
     const k = await mounted(everyUrl, s);
     await stop(k, 'SIGKILL');
     const u2 = await g8os(['umount', s.target]);
     expect(u2.code).toBe(0);
     expect(u2.stderr).toMatch(/stale/);
-    expect(mountedAt(s.target) || mountedAt(s.ro)).toBe(false);
+    expect(isMounted(s.target) || isMounted(s.ro)).toBe(false);
 
     const u3 = await g8os(['umount', s.target]);
     expect(u3.code).toBe(1);
@@ -555,7 +547,7 @@ describe('process life cycle', () => {
     const u5 = await g8os(['umount', other.target]);
     expect(u5.code).toBe(1);
     expect(u5.stderr).toMatch(/is not a g8os mount \(tmpfs/);
-    expect(mountedAt(other.target)).toBe(true);
+    expect(isMounted(other.target)).toBe(true);
   });
 });
 
@@ -621,7 +613,7 @@ describe('bad input: exit 1, one clear line, nothing mounted', () => {
       expect(await code).toBe(1);
       expect(Date.now() - t1).toBeLessThan(2000);
       expect(err).toBe('g8os: interrupted before the mount was ready\n');
-      expect(mountedAt(s.target) || mountedAt(s.ro)).toBe(false);
+      expect(isMounted(s.target) || isMounted(s.ro)).toBe(false);
       expect(fs.existsSync(path.join(s.backend, 'pid'))).toBe(false);
     } finally {
       silent.close();
@@ -663,7 +655,7 @@ describe('bad input: exit 1, one clear line, nothing mounted', () => {
     await refused([everyUrl, s.target, '--backend', other.backend, '--cache', cacheDir], undefined, new RegExp(`already mounted by g8os \\(pid ${p.child.pid}\\)`));
     // the same backend for another target: in use
     await refused([everyUrl, other.target, '--backend', s.backend, '--cache', cacheDir], undefined, new RegExp(`backend ${s.backend} is in use by the mount process ${p.child.pid}`));
-    expect(mountedAt(other.target)).toBe(false);
+    expect(isMounted(other.target)).toBe(false);
     expect(fs.readFileSync(path.join(s.target, 'etc/hostname'), 'utf8')).toBe('g8os-fixture\n'); // untouched
     const tm = setup();
     expect(spawnSync('mount', ['-t', 'tmpfs', 'tmpfs', tm.target]).status).toBe(0);
@@ -681,7 +673,7 @@ describe('bad input: exit 1, one clear line, nothing mounted', () => {
     const backend = path.join(ov, 'm', 'backend');
     paths.add(path.join(backend, 'ro'));
     await refused([everyUrl, s.target, '--backend', backend, '--cache', cacheDir], s, /cannot mount the overlay at .*: overlay: filesystem on .*backend\/rw not supported as upperdir/);
-    expect(mountedAt(path.join(backend, 'ro'))).toBe(false);
+    expect(isMounted(path.join(backend, 'ro'))).toBe(false);
     expect(fs.existsSync(path.join(backend, 'pid'))).toBe(false);
   });
 
