@@ -35,7 +35,7 @@ interface RunningHub {
 }
 
 /** A hub with everything (registry, blocks, the writer's temp files) under `dir`. */
-async function startHub(dir: string): Promise<RunningHub> {
+export async function startHub(dir: string): Promise<RunningHub> {
   const data = path.join(dir, 'hub');
   const tmp = path.join(dir, 'tmp');
   fs.mkdirSync(tmp, { recursive: true });

@@ -4,13 +4,13 @@
 // file on a tmpfs; peak RSS (VmHWM) of the mount process. Every mount runs in a child process.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { writeBigTarFile } from '../test/helpers/tarballs';
 import {
   type BenchResult, cacheDir, cached, type Context, fmtSpread, log, MiB, measure, onCleanup, REPO, repeat,
   roundSpread, type Sample, spread, type Table, withTmpfs,
 } from './lib';
+import { startHub } from './hub-ingest';
 
 const G8OS = path.join(REPO, 'bin', 'g8os');
 const FUNK = process.env.G8OS_FUNK_FLIST ?? path.resolve(REPO, '..', 'shared', 'fixtures', 'real-flists', 'threefoldtech-funk-latest.flist');
@@ -20,16 +20,6 @@ const RAW_PARALLEL = 8;
 // ---------------------------------------------------------------------------
 // Processes
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 function vmHWM(pid: number): number {
   const m = /^VmHWM:\s+(\d+) kB/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -111,42 +101,6 @@ async function mount(src: string, target: string, extra: string[]): Promise<Moun
     unregister();
     throw e;
   }
-}
-
-interface Hub {
-  url: string;
-  token: string;
-  stop(): Promise<void>;
-}
-
-async function startHub(dir: string): Promise<Hub> {
-  const data = path.join(dir, 'hub');
-  const tmp = path.join(dir, 'tmp');
-  fs.mkdirSync(tmp, { recursive: true });
-  const port = await freePort();
-  const child = spawn(process.execPath, [G8OS, 'hub', '--listen', `127.0.0.1:${port}`, '--data', data], {
-    env: { ...process.env, TMPDIR: tmp }, stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const unregister = onCleanup(() => child.kill('SIGKILL'));
-  let out = '';
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`hub did not start:\n${out}`)), 15_000);
-    child.stdout!.on('data', (d: Buffer) => ((out += d.toString()), out.includes('hub listening') && (clearTimeout(timer), resolve())));
-    child.once('exit', (code) => (clearTimeout(timer), reject(new Error(`hub exited with ${code}:\n${out}`))));
-  });
-  const add = spawnSync(process.execPath, [G8OS, 'hub', 'user', 'add', 'bench', '--data', data], { encoding: 'utf8' });
-  if (add.status !== 0) throw new Error(`hub user add: ${add.stderr}`);
-  return {
-    url: `http://127.0.0.1:${port}`,
-    token: add.stdout.trim().split('\n').pop()!,
-    async stop() {
-      child.kill('SIGTERM');
-      await exited;
-      unregister();
-    },
-  };
 }
 
 const sh = (script: string): Promise<Sample> => measure('sh', ['-c', script]);
