@@ -449,6 +449,28 @@ describe('corrupt cached files', () => {
     expect(c.stats()).toMatchObject({ corrupt: 1, fetched: 2 });
   });
 
+  it('range reads of a verified block read just that range; a changed file goes back through verification', async () => {
+    const dir = freshDir('range');
+    const store = await hubStore();
+    const c = newCache({ dir, store, memoryBytes: 0 });
+    const ref = refs('big.bin')[3];
+    const want = slice('big.bin', 3);
+    // not yet verified here: the whole block is fetched and verified first
+    expect((await c.range(ref, 'gen2', 100, 4196)).equals(want.subarray(100, 4196))).toBe(true);
+    await c.flush();
+    const before = c.stats();
+    expect((await c.range(ref, 'gen2', 200_000, 204_096)).equals(want.subarray(200_000, 204_096))).toBe(true);
+    expect(c.stats()).toMatchObject({ diskHits: before.diskHits + 1, fetched: before.fetched, verified: before.verified });
+    // changed on disk (new mtime): not trusted any more, so verified again, found corrupt, refetched
+    const file = c.pathOf(hex(ref));
+    await sleep(5);
+    const bad = fs.readFileSync(file);
+    bad[300_000] ^= 0xff;
+    fs.writeFileSync(file, bad);
+    expect((await c.range(ref, 'gen2', 299_000, 301_000)).equals(want.subarray(299_000, 301_000))).toBe(true);
+    expect(c.stats()).toMatchObject({ corrupt: 1, fetched: before.fetched + 1 });
+  });
+
   it("verify: 'always' hashes every disk read (catches a flip that kept the mtime)", async () => {
     const dir = freshDir('always');
     const store = await hubStore();

@@ -10,6 +10,9 @@ import { Owners, packedDirent, statOf } from './attrs';
 import type { Layer } from './types';
 import { GenCache, LayeredView, ViewError, type ViewNode } from './view';
 
+/** Reads up to this size inside one block go by range (random access); larger ones load the block. */
+const SMALL_READ = 64 * 1024;
+
 export interface ReadOnlyFsOptions {
   mountpoint: string;
   /** fsname shown in /proc/mounts (default g8ufs-<pid>); the subtype is always g8ufs. */
@@ -306,6 +309,29 @@ export class ReadOnlyFs {
       cb(this.readFailed(where, first, `no answer within ${this.readTimeoutMs} ms`));
     }, this.readTimeoutMs);
     const wanted: Promise<Buffer>[] = [];
+    const blocks = h.layer.blocks;
+    if (first === last && end - pos <= SMALL_READ && blocks.range) {
+      // a small read inside one block (random access): only that range
+      const base = first * BLOCK_SIZE;
+      blocks.range(h.refs[first], codec, pos - base, end - base).then(
+        (part) => {
+          if (done) return;
+          done = true;
+          clearTimeout(timer);
+          if (part.length !== end - pos) return cb(this.readFailed(where, first, `block holds too few bytes for ${pos}..${end}`));
+          part.copy(buf, 0);
+          this.counters.bytesRead += end - pos;
+          cb(end - pos);
+        },
+        (err: Error) => {
+          if (done) return;
+          done = true;
+          clearTimeout(timer);
+          cb(this.readFailed(where, first, err.message));
+        },
+      );
+      return;
+    }
     for (let i = first; i <= last; i++) {
       // which block failed, for the log line
       wanted.push(h.layer.blocks.block(h.refs[i], codec).catch((e: Error) => Promise.reject(Object.assign(new Error(e.message), { block: i }))));

@@ -6,6 +6,11 @@ import type { BlockCodec, BlockRef, Entry, FlistReader } from '../flist/types';
 export interface BlockSource {
   /** Plaintext of one block, verified against its key; throws (→ EIO) when it cannot be had. */
   block(ref: BlockRef, codec: BlockCodec): Promise<Buffer>;
+  /**
+   * Bytes [start, end) of one block's plaintext. Optional: a source may read just that range
+   * of a block it already verified (small random reads), else it falls back to block().
+   */
+  range?(ref: BlockRef, codec: BlockCodec, start: number, end: number): Promise<Buffer>;
   /** Hint: these blocks are likely to be read soon (read-ahead, prefetch); never throws. */
   prefetch(refs: BlockRef[], codec: BlockCodec): void;
   /** Blocks of open files are not evicted while pinned. */
