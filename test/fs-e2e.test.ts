@@ -10,7 +10,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { BIN, g8os } from './helpers/cli';
 import { startHub, type HubProcess } from './helpers/hub';
 import { BLOCK, mixedBytes, randomBytes, T0, writeTar, type FixtureEntry } from './helpers/tarballs';
-import { forceUnmount, isMounted } from './helpers/fuse-child';
+import { forceUnmount, isMounted, stopChildren } from './helpers/fuse-child';
 
 const MB = 1024 * 1024;
 const BIG = randomBytes(100 * MB, 41);
@@ -106,16 +106,7 @@ async function mount(cache: string, opts: { flist?: string; extra?: string[] } =
 }
 
 async function cleanup(): Promise<void> {
-  for (const c of procs) {
-    if (c.exitCode === null && c.signalCode === null) {
-      const gone = new Promise<void>((resolve) => c.once('exit', () => resolve()));
-      c.kill('SIGTERM');
-      const t = setTimeout(() => c.kill('SIGKILL'), 10_000);
-      await gone;
-      clearTimeout(t);
-    }
-  }
-  procs.clear();
+  await stopChildren(procs);
   for (const t of targets) forceUnmount(t);
   targets.clear();
   for (const t of tmpfsMounts) forceUnmount(t);

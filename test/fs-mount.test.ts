@@ -12,7 +12,7 @@ import { BIN, g8os, ROOT } from './helpers/cli';
 import { startHub, type HubProcess } from './helpers/hub';
 import { freePort, startRedis } from './helpers/redis';
 import { everyTypeEntries, T0, writeTar, type FixtureEntry } from './helpers/tarballs';
-import { forceUnmount, isMounted } from './helpers/fuse-child';
+import { forceUnmount, isMounted, stopChildren } from './helpers/fuse-child';
 
 let tmp: string;
 let hub: HubProcess;
@@ -104,16 +104,7 @@ async function stop(p: MountProc, sig: NodeJS.Signals = 'SIGTERM'): Promise<numb
 }
 
 async function cleanup(): Promise<void> {
-  for (const c of procs) {
-    if (c.exitCode === null && c.signalCode === null) {
-      const gone = new Promise<void>((resolve) => c.once('exit', () => resolve()));
-      c.kill('SIGTERM');
-      const t = setTimeout(() => c.kill('SIGKILL'), 10_000);
-      await gone;
-      clearTimeout(t);
-    }
-  }
-  procs.clear();
+  await stopChildren(procs);
   // daemons are not our children: stop them through their pid files
   for (const p of [...paths]) {
     const pidFile = path.join(path.dirname(p), 'pid');

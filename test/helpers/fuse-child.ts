@@ -42,6 +42,20 @@ export function forceUnmount(mnt: string): void {
   }
 }
 
+/** SIGTERM every child still running (SIGKILL after 10 s), wait for all, forget them. */
+export async function stopChildren(procs: Set<ChildProcess>): Promise<void> {
+  for (const c of procs) {
+    if (c.exitCode === null && c.signalCode === null) {
+      const gone = new Promise<void>((resolve) => c.once('exit', () => resolve()));
+      c.kill('SIGTERM');
+      const t = setTimeout(() => c.kill('SIGKILL'), 10_000);
+      await gone;
+      clearTimeout(t);
+    }
+  }
+  procs.clear();
+}
+
 export async function serveFlists(args: ServeArgs, timeoutMs = 30_000): Promise<FuseChild> {
   if (!fs.existsSync(SERVE_CHILD)) throw new Error(`${SERVE_CHILD} is missing: run npm run build`);
   fs.mkdirSync(args.mountpoint, { recursive: true });
