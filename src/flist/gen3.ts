@@ -16,6 +16,7 @@ import {
   S_IFREG,
   S_IFSOCK,
   type BlockRef,
+  validName,
   type Entry,
   type FlistReader,
   type FlistStats,
@@ -59,9 +60,6 @@ const SELECT_INODE = `SELECT i.ino, i.parent, i.name, i.size, i.uid, i.gid, i.mo
 function oneLine(e: unknown): string {
   return (e instanceof Error ? e.message : String(e)).replace(/\s+/g, ' ');
 }
-
-const validName = (n: unknown): n is string =>
-  typeof n === 'string' && n !== '' && n !== '.' && n !== '..' && !n.includes('/') && !n.includes('\0');
 
 export class Gen3Reader implements FlistReader {
   readonly format = 'gen3' as const;

@@ -10,7 +10,7 @@ import { countEntries } from './stats';
 import { decodeAci, decodeDir, type RawAci, type RawDir, type RawInode } from './schema';
 import {
   S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG, S_IFSOCK,
-  relPath, type Entry, type FlistReader, type FlistStats, type SpecialType,
+  relPath, validName, type Entry, type FlistReader, type FlistStats, type SpecialType,
 } from './types';
 
 export const ROOT_KEY = 'cae66941d9efbd404e4d88758ea67670';
@@ -28,10 +28,6 @@ interface DirNode {
   raw: RawDir;
   children: RawInode[];
   byName?: Map<string, RawInode>;
-}
-
-export function validName(name: string): boolean {
-  return name !== '' && name !== '.' && name !== '..' && !name.includes('/') && !name.includes('\0');
 }
 
 export class Gen2Reader implements FlistReader {
@@ -168,14 +164,6 @@ export class Gen2Reader implements FlistReader {
       throw new FlistError(e ? `${path}: not a directory` : `${path}: no such file or directory`);
     }
     return d.node.children.map((c) => this.entry(c, d.path));
-  }
-
-  /** Key of the directory at `path`, for callers that cache by directory. */
-  dirKeyOf(path: string): string | undefined {
-    const p = relPath(path);
-    if (p === '') return ROOT_KEY;
-    const e = this.stat(p);
-    return e?.kind === 'dir' ? dirKey(p) : undefined;
   }
 
   *walk(): Iterable<Entry> {

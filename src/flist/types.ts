@@ -75,6 +75,10 @@ export const S_IFIFO = 0o010000;
 
 export const BLOCK_SIZE = 512 * 1024;
 
+/** A child name readers accept (spec §7.3): not empty, ".", "..", and no "/" or NUL. */
+export const validName = (n: unknown): n is string =>
+  typeof n === 'string' && n !== '' && n !== '.' && n !== '..' && !n.includes('/') && !n.includes('\0');
+
 /** Normalise a user-supplied path to the flist's relative form. */
 export function relPath(p: string): string {
   return p
