@@ -1,6 +1,7 @@
 // The g8os command line: one binary, one subcommand per job.
 import v8 from 'node:v8';
 import { Command, CommanderError } from 'commander';
+import { agentCommands } from './agent';
 import { flistCommand } from './flist';
 import { hubCommand } from './hub';
 import { mountCommand, umountCommand } from './mount';
@@ -19,6 +20,7 @@ export function program(): Command {
   p.addCommand(startCommand());
   p.addCommand(mountCommand());
   p.addCommand(umountCommand());
+  for (const c of agentCommands()) p.addCommand(c);
   // Every subcommand reports bad usage through the same path (one line, exit 2).
   const exitOverride = (c: Command): void => {
     c.exitOverride();
