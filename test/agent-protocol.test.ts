@@ -346,6 +346,17 @@ describe('agent process', () => {
     expect(fs.existsSync(path.join(a.data, 'redis.sock'))).toBe(false);
   });
 
+  it('a Python client written from the spec (alpha-2 behaviour, Debian python3-redis) works unchanged', () => {
+    const py = spawnSync('/usr/bin/python3', [path.join(__dirname, 'conformance/alpha2_client.py'), agent.socket, 'host'], { encoding: 'utf8', timeout: 60_000 });
+    expect(py.stderr).toBe('');
+    const out = JSON.parse(py.stdout) as Record<string, any>;
+    expect(out.ping).toMatch(/^PONG/);
+    expect(out.system).toMatchObject({ state: 'SUCCESS', stdout: 'hello world\n', level: 0 });
+    expect(out.unknown).toEqual({ state: 'UNKNOWN_CMD', data: '' });
+    expect(out.cpu_keys).toEqual(expect.arrayContaining(['cpu', 'vendorId', 'modelName', 'mhz', 'flags', 'cores']));
+    expect(out.notfound).toBe(true);
+  }, 60_000);
+
   it('g8os system streams output and exits with the command status', async () => {
     const r = await g8os(['system', '--agent', agent.socket, '--', 'sh', '-c', 'echo out; echo err >&2; exit 7']);
     expect(r.code).toBe(7);
