@@ -367,3 +367,44 @@ describe('agent process', () => {
     expect(none.stderr).toMatch(/cannot connect/);
   });
 });
+
+describe('configuration', () => {
+  it('extensions run their binary with {placeholders} from the arguments; loggers; config.get', async () => {
+    const conf = path.join(tmp, 'ext.toml');
+    fs.writeFileSync(
+      conf,
+      [
+        '[main]',
+        'max_jobs = 10',
+        '[logging.redis]',
+        'type = "redis"',
+        'levels = [1]',
+        'batch_size = 5',
+        '[extension."greet"]',
+        'binary = "sh"',
+        'args = ["-c", "echo hello {name}; cat"]',
+        '[extension."greet".env]',
+        'GREETING = "hi"',
+      ].join('\n'),
+    );
+    const a = await startAgent({ config: conf });
+    const c = await a.client();
+    const r = await (await c.raw('greet', { name: 'bob', stdin: 'from stdin\n' })).get();
+    expect(r).toMatchObject({ state: 'SUCCESS', streams: ['hello bob\nfrom stdin\n', ''] });
+    const missing = await (await c.raw('greet', {})).get();
+    expect(JSON.parse(missing.data)).toBe("argument 'name' is missing");
+    const logs = (await c.redis.lrange('core.logs', 0, -1)).map((x) => JSON.parse(x) as { command: string; message: { level: number; message: string } });
+    expect(logs.some((l) => l.command === r.id && l.message.message === 'hello bob' && l.message.level === 1)).toBe(true);
+    const cfg = await c.json<{ main: { max_jobs: number } }>('config.get', {});
+    expect(cfg.main.max_jobs).toBe(10);
+    await a.stop();
+  });
+
+  it('a broken config file stops the agent with one clear line', async () => {
+    const conf = path.join(tmp, 'bad.toml');
+    fs.writeFileSync(conf, '[main]\nmax_jobs = "many"\n');
+    const r = await g8os(['agent', '--config', conf, '--data', path.join(tmp, 'bad-agent'), '--redis-port', '0']);
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim()).toBe(`g8os: ${conf}: [main] max_jobs must be a positive integer`);
+  });
+});

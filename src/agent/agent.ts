@@ -10,7 +10,7 @@ import { coreHandlers } from './builtins/core';
 import { filesystemHandlers } from './builtins/filesystem';
 import { infoHandlers } from './builtins/info';
 import { processHandlers } from './builtins/process';
-import { systemHandlers } from './builtins/system';
+import { extensionHandlers, systemHandlers } from './builtins/system';
 import { type JobMessage, Jobs } from './jobs';
 import { RedisServer } from './redis-server';
 import { CommandError, type Command, type Handler, type Place, type Result } from './types';
@@ -117,6 +117,7 @@ export class Agent {
     await this.containers.init();
     const handlers: Record<string, Handler> = {
       ...systemHandlers(),
+      ...extensionHandlers(this.config.extension),
       ...coreHandlers({
         jobs: () => this.host,
         self: true,
@@ -156,7 +157,13 @@ export class Agent {
       if (lines.length > 2 * CONTAINER_LOG_LINES) lines.splice(0, lines.length - CONTAINER_LOG_LINES);
       this.logs.set(m.container, lines);
     }
-    if (this.logLevel >= LEVELS.indexOf('DEBUG')) this.log('DEBUG', `[${m.container}:${m.job}] ${m.level}:: ${m.text}`);
+    // the [logging.*] loggers of §7.1 (an empty level list records everything)
+    for (const l of Object.values(this.config.logging)) {
+      if (l.levels.length && !l.levels.includes(m.level)) continue;
+      if (l.type === 'console') process.stderr.write(`[${m.container}:${m.job}] ${m.level}:: ${m.text}\n`);
+      else if (l.type === 'redis')
+        this.bus.log('core.logs', { core: m.container, command: m.job, message: { level: m.level, message: m.text, epoch: m.epoch } }, l.batch_size ?? 100_000);
+    }
   }
 
   private async serve(): Promise<void> {

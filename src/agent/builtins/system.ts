@@ -64,3 +64,36 @@ export function systemHandlers(): Record<string, Handler> {
     },
   };
 }
+
+interface Extension {
+  binary?: unknown;
+  args?: unknown;
+  cwd?: unknown;
+  env?: unknown;
+}
+
+/**
+ * `[extension."<name>"]` commands from the config (§12): a program whose `{key}` placeholders in
+ * args are filled from the command's arguments; `stdin` is fed to it. Answers like core.system.
+ */
+export function extensionHandlers(exts: Record<string, unknown>): Record<string, Handler> {
+  const out: Record<string, Handler> = {};
+  for (const [name, raw] of Object.entries(exts)) {
+    const e = raw as Extension;
+    if (typeof e.binary !== 'string' || !e.binary) throw new Error(`[extension."${name}"] needs a binary`);
+    const argv = Array.isArray(e.args) ? e.args.map(String) : [];
+    const env = e.env && typeof e.env === 'object' ? Object.fromEntries(Object.entries(e.env).map(([k, v]) => [k, String(v)])) : undefined;
+    const binary = e.binary;
+    out[name] = (rawArgs, ctx) => {
+      const a = (rawArgs && typeof rawArgs === 'object' ? rawArgs : {}) as Record<string, unknown>;
+      const fill = (s: string): string =>
+        s.replace(/\{([^{}]+)\}/g, (m, k: string) => {
+          if (!(k in a)) throw new CommandError(`argument '${k}' is missing`, 400);
+          const v = a[k];
+          return typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean' ? String(v) : m;
+        });
+      return runProcess(ctx, binary, argv.map(fill), { dir: typeof e.cwd === 'string' ? e.cwd : null, stdin: typeof a.stdin === 'string' ? a.stdin : null, env });
+    };
+  }
+  return out;
+}
