@@ -5,8 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Packages the project runs against: FUSE (fuse-native needs libfuse.so.2), a real
-# redis-server, busybox-static for test root filesystems, bzip2/xz for compressed flists.
-PACKAGES=(libfuse2 fuse redis-server busybox-static bzip2 xz-utils ca-certificates time curl attr)
+# redis-server, busybox-static for test root filesystems, bzip2/xz for compressed flists;
+# containers: gcc + libc6-dev (libc.a) for the static g8init helper, nftables, iproute2, runc.
+PACKAGES=(libfuse2 fuse redis-server busybox-static bzip2 xz-utils ca-certificates time curl attr gcc libc6-dev nftables runc iproute2)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
@@ -36,4 +37,12 @@ if [ ! -f dist/.built ] || [ -n "$(find src bench tsconfig.json package.json -ne
   echo "setup: building" >&2
   npx tsc -p tsconfig.json >&2
   touch dist/.built
+fi
+
+# g8init, the container helper (src/agent/native/g8init.c): C because Node cannot setns, unshare
+# or pivot_root; static because it runs before and after pivoting into a container's root.
+if [ ! -x dist/g8init ] || [ src/agent/native/g8init.c -nt dist/g8init ]; then
+  echo "setup: building dist/g8init" >&2
+  mkdir -p dist
+  gcc -static -O2 -Wall -o dist/g8init src/agent/native/g8init.c >&2
 fi

@@ -1,0 +1,38 @@
+// bridge.* (core0-protocol.md §9.7): Linux bridges for container nics, optionally NATed.
+import { args, bool, type Check, opt, str } from '../args';
+import type { Containers } from '../containers';
+import { CommandError, type Handler } from '../types';
+
+const network: Check = (v, at) => {
+  if (v === null || v === undefined) return null;
+  if (typeof v !== 'object' || Array.isArray(v)) throw new CommandError(`argument '${at}': expected object`, 400);
+  const n = v as Record<string, unknown>;
+  const mode = n.mode ?? null;
+  if (mode !== null && mode !== 'static' && mode !== 'dnsmasq') throw new CommandError(`argument '${at}.mode': expected null, static or dnsmasq`, 400);
+  const nat = opt(bool)(n.nat, `${at}.nat`);
+  const settings = (n.settings ?? {}) as Record<string, unknown>;
+  if (typeof settings !== 'object' || Array.isArray(settings)) throw new CommandError(`argument '${at}.settings': expected object`, 400);
+  const cidr = opt(str)(settings.cidr, `${at}.settings.cidr`);
+  return { mode, nat: nat === true, cidr };
+};
+
+const createArgs = args({ name: str, hwaddr: opt(str), network });
+const nameArgs = args({ name: str });
+
+export function bridgeHandlers(c: Containers): Record<string, Handler> {
+  return {
+    'bridge.create': async (raw) => {
+      const a = createArgs(raw);
+      const n = a.network as { mode: string | null; nat: boolean; cidr?: string | null } | null;
+      if (n?.mode === 'dnsmasq') throw new CommandError('bridge network mode dnsmasq is not supported', 400);
+      if (n?.mode === 'static' && !n.cidr) throw new CommandError("argument 'network.settings.cidr' is missing (static mode needs it)", 400);
+      await c.createBridge({ name: a.name, hwaddr: a.hwaddr, cidr: n?.mode ? n.cidr : null, nat: n?.nat === true });
+      return null;
+    },
+    'bridge.list': () => c.listBridges(),
+    'bridge.delete': async (raw) => {
+      await c.deleteBridge(nameArgs(raw).name);
+      return null;
+    },
+  };
+}
