@@ -62,7 +62,17 @@ export class Cgroup {
   }
 
   create(limits: Limits, pidsMax: number): void {
-    for (const c of this.used) fs.mkdirSync(this.dirs[c], { recursive: true });
+    for (const c of this.used) {
+      // another agent may remove the shared g8os directory between our two mkdirs: retry
+      for (let i = 0; ; i++) {
+        try {
+          fs.mkdirSync(this.dirs[c], { recursive: true });
+          break;
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code !== 'ENOENT' || i === 3) throw e;
+        }
+      }
+    }
     const set = (c: Controller, file: string, value: string | number): void => {
       try {
         fs.writeFileSync(path.join(this.dirs[c], file), `${value}\n`);
