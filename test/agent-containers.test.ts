@@ -46,8 +46,14 @@ beforeAll(async () => {
   flistUrl = `http://127.0.0.1:${(httpServer.address() as AddressInfo).port}/busybox.flist`;
 }, 120_000);
 
+const dataDirs = new Set<string>();
+
 afterAll(async () => {
   await new Promise((r) => httpServer?.close(r));
+  // whatever a failed test left: the crash sweep of a fresh Containers removes it
+  for (const dataDir of dataDirs) {
+    if (fs.existsSync(dataDir)) await new Containers({ dataDir, instance: INSTANCE, log: () => undefined }).init();
+  }
   if (tmp && !readMounts().some((m) => m.mountPoint.startsWith(tmp))) fs.rmSync(tmp, { recursive: true, force: true });
 });
 
@@ -111,6 +117,7 @@ describe('containers on the host network namespace (no nics)', () => {
 
   beforeEach(async () => {
     dataDir = path.join(tmp, 'data');
+    dataDirs.add(dataDir);
     exits = [];
     c = new Containers({
       dataDir, cacheDir: path.join(tmp, 'cache'), instance: INSTANCE, log: () => undefined, onExit: (id) => exits.push(id),
@@ -188,6 +195,32 @@ describe('containers on the host network namespace (no nics)', () => {
     const root = c.place(id).root;
     expect(root).toMatch(/^\/proc\/\d+\/root$/);
     expect(fs.readFileSync(path.join(root, 'etc/hostname'), 'utf8')).toBe('corex\n');
+  });
+
+  it('unprivileged containers get the devices allow-list; privileged ones do not', async () => {
+    const id = await c.create({ root: flist });
+    // loop device 7:0: not on the list (mknod itself is allowed for char devices only)
+    const r = await run(c, id, ['sh', '-c', 'mknod /tmp/blk b 7 0; echo x > /dev/null && echo null-ok']);
+    expect(r.stdout).toBe('null-ok\n');
+    expect(r.stderr).toContain('Operation not permitted');
+    const id2 = await c.create({ root: flist, privileged: true });
+    const p = await run(c, id2, ['sh', '-c', 'mknod /tmp/blk b 7 0 && echo made']);
+    expect(p.stdout).toBe('made\n');
+  });
+
+  it('host_network shares the host links and resolv.conf; cgroup limits are applied', async () => {
+    const id = await c.create({ root: flist, host_network: true, cgroups: { memory: 64 << 20, cpu: 512, cpus: 0.5 } });
+    const r = await run(c, id, ['sh', '-c', 'ls /sys/class/net; cat /etc/resolv.conf']);
+    for (const l of fs.readdirSync('/sys/class/net')) expect(r.stdout).toContain(l);
+    expect(r.stdout).toContain(fs.readFileSync('/etc/resolv.conf', 'utf8').trim().split('\n')[0]);
+    const read = (ctl: string, f: string): string => fs.readFileSync(path.join(parentDir(ctl as 'memory'), `${INSTANCE}-c${id}`, f), 'utf8').trim();
+    expect(read('memory', 'memory.limit_in_bytes')).toBe(String(64 << 20));
+    expect(read('cpu', 'cpu.shares')).toBe('512');
+    expect(read('cpu', 'cpu.cfs_quota_us')).toBe('50000');
+    // a process started in the container is in all of them
+    const cg = await run(c, id, ['cat', '/proc/self/cgroup']);
+    expect(cg.stdout).toMatch(new RegExp(`pids:/g8os/${INSTANCE}-c${id}\n`));
+    expect(cg.stdout).toMatch(new RegExp(`memory:.*/g8os/${INSTANCE}-c${id}\n`));
   });
 
   it('bounds a fork bomb by pids.max; the host and the agent stay responsive; terminate cleans it', async () => {
@@ -278,9 +311,13 @@ describe('containers on the host network namespace (no nics)', () => {
     const e3 = await failure(c.create({ root: flist, mount: { 'http://127.0.0.1:1/x.flist': '/x' } }));
     expect(e3.message).toMatch(/cannot download flist http:\/\/127\.0\.0\.1:1\/x\.flist/);
     await expectNothingLeft(dataDir);
+    // a failure in PID 1's set-up (after the mounts and cgroups are made) unwinds too
+    const e4 = await failure(c.create({ root: flist, mount: { [tmp]: '/bin/busybox/inside' } }));
+    expect(e4.message).toBe('cannot start the container: mkdir /bin/busybox/inside: Not a directory');
+    await expectNothingLeft(dataDir);
     // ids are never reused, failed ones included
     const id = await c.create({ root: flist });
-    expect(id).toBe(4);
+    expect(id).toBe(5);
   });
 
   it('a PID 1 that dies on its own ends the container: torn down, onExit called', async () => {
@@ -332,6 +369,7 @@ describe('container networking (inside a test network namespace)', () => {
   beforeEach(async () => {
     ns = await Netns.create();
     dataDir = path.join(tmp, `ndata-${path.basename(ns.name)}`);
+    dataDirs.add(dataDir);
     opts = { dataDir, cacheDir: path.join(tmp, 'cache'), instance: INSTANCE };
     agent = await RemoteContainers.start(ns, opts);
     await agent.call('init');
