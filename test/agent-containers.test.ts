@@ -179,6 +179,14 @@ describe('containers on the host network namespace (no nics)', () => {
     // and from the host: no zombie in the container's cgroup
     const pids = fs.readFileSync(path.join(parentDir('pids'), `${INSTANCE}-c${id}`, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean);
     for (const p of pids) expect(fs.readFileSync(`/proc/${p}/stat`, 'utf8')).not.toMatch(/\) Z /);
+    // SIGKILL of what place.spawn returned (a job killed) takes the command inside with it
+    const long = c.place(id).spawn('sleep', ['100'], { stdio: 'ignore' });
+    await sleep(300);
+    long.kill('SIGKILL');
+    await sleep(300);
+    // dead: at most a zombie, which the host's init reaps (its parent was outside the namespace)
+    const after = (await run(c, id, ['ps', '-o', 'stat,comm'])).stdout.split('\n').filter((l) => l.includes('sleep'));
+    for (const l of after) expect(l.trim()).toMatch(/^Z/);
   });
 
   it('a dispatched command sees only the container: its processes, its root, its mounts', async () => {

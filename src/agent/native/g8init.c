@@ -352,6 +352,10 @@ static int enter_main(int argc, char **argv) {
   if (child < 0) fail("fork: %s", strerror(errno));
   if (child == 0) {
     sigprocmask(SIG_SETMASK, &old, NULL);
+    // whoever kills us (a job's SIGKILL) kills CMD too; our parent is outside the namespace, so
+    // getppid() is 0 while it lives and 1 (the container's init) once it died
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != 0) _exit(127);
     execvp(cmd[0], cmd);
     fail("exec %s: %s", cmd[0], strerror(errno));
   }
