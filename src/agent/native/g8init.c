@@ -3,7 +3,7 @@
 // is exec'd from the host and must not depend on anything inside a container root.
 //
 //   g8init run --root DIR --hostname H [--net] [--bind SRC:DST[:ro]]... [--cgroup-procs FILE]...
-//     Starts a container: the child becomes PID 1 of new mount/uts/ipc/pid (and net) namespaces
+//     Starts a container: the child joins the cgroups and becomes PID 1 of new mount/uts/ipc/pid (and net) namespaces
 //     with ROOT as its root. Prints "pid <host pid of PID 1>" once ready, or "error <step>: <why>"
 //     and exits 1. Then waits for PID 1 (forwarding SIGTERM/SIGINT) and exits with its status.
 //   g8init enter --pid PID [--cwd DIR] [--cgroup-procs FILE]... -- CMD ARGS...
@@ -49,12 +49,19 @@ static void fail(const char *fmt, ...) {
   _exit(fail_code);
 }
 
-static void join_cgroups(char **files, int n) {
+// cgroup.procs files are opened before entering the container (its root hides them) and
+// written by the process that joins: "0" means the writer itself.
+static void open_cgroups(char **files, int n, int *fds) {
   for (int i = 0; i < n; i++) {
-    int fd = open(files[i], O_WRONLY | O_CLOEXEC);
-    if (fd < 0) fail("cgroup %s: %s", files[i], strerror(errno));
-    if (dprintf(fd, "%d\n", getpid()) < 0) fail("cgroup %s: %s", files[i], strerror(errno));
-    close(fd);
+    fds[i] = open(files[i], O_WRONLY | O_CLOEXEC);
+    if (fds[i] < 0) fail("cgroup %s: %s", files[i], strerror(errno));
+  }
+}
+
+static void join_cgroups(int *fds, int n) {
+  for (int i = 0; i < n; i++) {
+    if (write(fds[i], "0\n", 2) < 0) fail("join cgroup: %s", strerror(errno));
+    close(fds[i]);
   }
 }
 
@@ -185,7 +192,8 @@ static int run_main(int argc, char **argv) {
   prefix = "error ";
   report_fd = 1;
   fail_code = 1;
-  join_cgroups(cgroups, ncg);
+  int cgfds[MAX_LIST];
+  open_cgroups(cgroups, ncg, cgfds);
 
   int ready[2];
   if (pipe2(ready, O_CLOEXEC) < 0) fail("pipe: %s", strerror(errno));
@@ -199,6 +207,8 @@ static int run_main(int argc, char **argv) {
     report_fd = ready[1];
     prefix = "";
     prctl(PR_SET_PDEATHSIG, SIGKILL);  // the watcher is the agent's handle on us
+    // only PID 1 and its descendants: a watcher left to the host's init must not pin the cgroups
+    join_cgroups(cgfds, ncg);
     int flags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | (net ? CLONE_NEWNET : 0);
     if (unshare(flags) < 0) fail("unshare: %s", strerror(errno));
     // Nothing we mount may propagate back to the host.
@@ -262,6 +272,7 @@ static int run_main(int argc, char **argv) {
   }
 
   close(ready[1]);
+  for (int i = 0; i < ncg; i++) close(cgfds[i]);
   char msg[600];
   int n = 0, r;
   while (n < (int)sizeof msg - 1 && (r = read(ready[0], msg + n, sizeof msg - 1 - n)) != 0) {
@@ -313,8 +324,8 @@ static int enter_main(int argc, char **argv) {
   }
   if (pid <= 0 || i >= argc) fail("enter: usage: g8init enter --pid PID [--cwd DIR] -- CMD ARGS...");
   char **cmd = argv + i;
-  // Before forking, so a fork bomb in CMD is bounded by the container's pids cgroup.
-  join_cgroups(cgroups, ncg);
+  int cgfds[MAX_LIST];
+  open_cgroups(cgroups, ncg, cgfds);
 
   static const char *kinds[] = {"ipc", "uts", "net", "pid", "mnt"};
   int fds[5];
@@ -356,9 +367,12 @@ static int enter_main(int argc, char **argv) {
     // getppid() is 0 while it lives and 1 (the container's init) once it died
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != 0) _exit(127);
+    // CMD and all it starts are bounded by the container's cgroups (pids.max stops a fork bomb)
+    join_cgroups(cgfds, ncg);
     execvp(cmd[0], cmd);
     fail("exec %s: %s", cmd[0], strerror(errno));
   }
+  for (int k = 0; k < ncg; k++) close(cgfds[k]);
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_signal;
