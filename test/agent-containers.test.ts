@@ -205,15 +205,20 @@ describe('containers on the host network namespace (no nics)', () => {
     expect(fs.readFileSync(path.join(root, 'etc/hostname'), 'utf8')).toBe('corex\n');
   });
 
-  it('unprivileged containers get the devices allow-list; privileged ones do not', async () => {
+  it('unprivileged containers get the devices allow-list and fewer capabilities; privileged ones do not', async () => {
     const id = await c.create({ root: flist });
     // loop device 7:0: not on the list (mknod itself is allowed for char devices only)
     const r = await run(c, id, ['sh', '-c', 'mknod /tmp/blk b 7 0; echo x > /dev/null && echo null-ok']);
     expect(r.stdout).toBe('null-ok\n');
     expect(r.stderr).toContain('Operation not permitted');
+    // and a reduced capability set: no mounts (CAP_SYS_ADMIN), no link changes (CAP_NET_ADMIN)
+    const caps = await run(c, id, ['sh', '-c', 'mkdir -p /mnt; grep CapBnd /proc/self/status; mount -t tmpfs x /mnt; ip link set lo down']);
+    expect(caps.stdout).toBe('CapBnd:\t00000000a80425fb\n');
+    expect(caps.stderr).toMatch(/mount: permission denied/);
+    expect(caps.stderr).toMatch(/Operation not permitted/);
     const id2 = await c.create({ root: flist, privileged: true });
-    const p = await run(c, id2, ['sh', '-c', 'mknod /tmp/blk b 7 0 && echo made']);
-    expect(p.stdout).toBe('made\n');
+    const p = await run(c, id2, ['sh', '-c', 'mknod /tmp/blk b 7 0 && echo made; mkdir -p /mnt && mount -t tmpfs x /mnt && echo mounted']);
+    expect(p.stdout).toBe('made\nmounted\n');
   });
 
   it('host_network shares the host links and resolv.conf; cgroup limits are applied', async () => {

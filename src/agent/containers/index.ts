@@ -456,7 +456,7 @@ export class Containers {
   }
 
   private async dhcp(c: Container, i: number): Promise<void> {
-    const child = this.spawnIn(c, 'udhcpc', ['-q', '-n', '-i', `eth${i}`, '-s', '/usr/share/udhcp/simple.script'], { stdio: 'ignore' });
+    const child = this.spawnIn(c, 'udhcpc', ['-q', '-n', '-i', `eth${i}`, '-s', '/usr/share/udhcp/simple.script'], { stdio: 'ignore' }, true);
     const code = await new Promise<number | null>((r) => child.once('exit', r));
     if (code !== 0) throw new Error(`dhcp on eth${i} failed (udhcpc exit ${code})`);
   }
@@ -554,9 +554,11 @@ export class Containers {
     };
   }
 
-  private spawnIn(c: Container, file: string, args: string[], opts: SpawnOptions & { cwd?: string }): ChildProcess {
+  /** `full`: all capabilities even in an unprivileged container (the agent's own set-up steps). */
+  private spawnIn(c: Container, file: string, args: string[], opts: SpawnOptions & { cwd?: string }, full = false): ChildProcess {
     const { cwd, env, ...rest } = opts;
     const argv = ['enter', '--pid', String(c.pid1), '--cwd', cwd || '/'];
+    if (!c.args.privileged && !full) argv.push('--unprivileged');
     for (const p of c.cgroup!.procs) argv.push('--cgroup-procs', p);
     return spawn(this.g8init, [...argv, '--', file, ...args], { ...rest, env: env ?? c.env });
   }

@@ -3,19 +3,23 @@
 // is exec'd from the host and must not depend on anything inside a container root.
 //
 //   g8init run --root DIR --hostname H [--net] [--bind SRC:DST[:ro]]... [--cgroup-procs FILE]...
-//     Starts a container: the child joins the cgroups and becomes PID 1 of new mount/uts/ipc/pid (and net) namespaces
-//     with ROOT as its root. Prints "pid <host pid of PID 1>" once ready, or "error <step>: <why>"
-//     and exits 1. Then waits for PID 1 (forwarding SIGTERM/SIGINT) and exits with its status.
-//   g8init enter --pid PID [--cwd DIR] [--cgroup-procs FILE]... -- CMD ARGS...
-//     Runs CMD inside the container whose PID 1 is PID and exits as it does (same code, or
-//     the same signal). Errors: "g8init: <step>: <why>" on stderr, exit 127.
+//     Starts a container: the child joins the cgroups and becomes PID 1 of new mount/uts/ipc/pid
+//     (and net) namespaces with ROOT as its root. Prints "pid <host pid of PID 1>" once ready, or
+//     "error <step>: <why>" and exits 1. Then waits for PID 1 (forwarding SIGTERM/SIGINT) and
+//     exits with its status.
+//   g8init enter --pid PID [--cwd DIR] [--cgroup-procs FILE]... [--unprivileged] -- CMD ARGS...
+//     Runs CMD inside the container whose PID 1 is PID (--unprivileged: with a reduced capability
+//     set) and exits as it does (same code, or the same signal). Errors: "g8init: <step>: <why>"
+//     on stderr, exit 127.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <net/if.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -141,6 +145,27 @@ static void lo_up(void) {
   ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
   if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0) fail("lo up: %s", strerror(errno));
   close(s);
+}
+
+// Unprivileged containers keep only what Docker keeps by default: no CAP_SYS_ADMIN (mounts),
+// CAP_DAC_READ_SEARCH (open_by_handle_at escapes), CAP_NET_ADMIN, CAP_SYS_MODULE, and so on.
+static void drop_caps(void) {
+  static const int keep[] = {CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_FOWNER, CAP_FSETID, CAP_KILL, CAP_SETGID, CAP_SETUID,
+                             CAP_SETPCAP, CAP_NET_BIND_SERVICE, CAP_NET_RAW, CAP_SYS_CHROOT, CAP_MKNOD,
+                             CAP_AUDIT_WRITE, CAP_SETFCAP};
+  uint64_t mask = 0;
+  for (unsigned i = 0; i < sizeof keep / sizeof *keep; i++) mask |= 1ULL << keep[i];
+  for (int cap = 0; cap < 64; cap++)
+    if (!(mask & (1ULL << cap)) && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL)
+      fail("drop capability %d: %s", cap, strerror(errno));
+  struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
+  struct __user_cap_data_struct d[2];
+  if (syscall(SYS_capget, &h, d) < 0) fail("capget: %s", strerror(errno));
+  for (int i = 0; i < 2; i++) {
+    uint32_t m = (uint32_t)(mask >> (32 * i));
+    d[i].effective &= m, d[i].permitted &= m, d[i].inheritable &= m;
+  }
+  if (syscall(SYS_capset, &h, d) < 0) fail("capset: %s", strerror(errno));
 }
 
 static volatile sig_atomic_t got_signal;
@@ -310,14 +335,15 @@ static int run_main(int argc, char **argv) {
 }
 
 static int enter_main(int argc, char **argv) {
-  int pid = 0, ncg = 0, i;
+  int pid = 0, ncg = 0, unprivileged = 0, i;
   const char *cwd = "/";
   char *cgroups[MAX_LIST];
   for (i = 2; i < argc; i++) {
     const char *a = argv[i];
     int more = i + 1 < argc;
     if (!strcmp(a, "--")) { i++; break; }
-    if (!strcmp(a, "--pid") && more) pid = atoi(argv[++i]);
+    if (!strcmp(a, "--unprivileged")) unprivileged = 1;
+    else if (!strcmp(a, "--pid") && more) pid = atoi(argv[++i]);
     else if (!strcmp(a, "--cwd") && more) cwd = argv[++i];
     else if (!strcmp(a, "--cgroup-procs") && more && ncg < MAX_LIST) cgroups[ncg++] = argv[++i];
     else fail("enter: bad argument %s", a);
@@ -369,6 +395,7 @@ static int enter_main(int argc, char **argv) {
     if (getppid() != 0) _exit(127);
     // CMD and all it starts are bounded by the container's cgroups (pids.max stops a fork bomb)
     join_cgroups(cgfds, ncg);
+    if (unprivileged) drop_caps();
     execvp(cmd[0], cmd);
     fail("exec %s: %s", cmd[0], strerror(errno));
   }
