@@ -6,11 +6,14 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Bus } from './bus';
 import { type AgentConfig, loadConfig } from './config';
+import { bridgeHandlers } from './builtins/bridge';
 import { coreHandlers } from './builtins/core';
+import { corexHandlers } from './builtins/corex';
 import { filesystemHandlers } from './builtins/filesystem';
 import { infoHandlers } from './builtins/info';
 import { processHandlers } from './builtins/process';
 import { extensionHandlers, systemHandlers } from './builtins/system';
+import { Containers } from './containers';
 import { type JobMessage, Jobs } from './jobs';
 import { RedisServer } from './redis-server';
 import { CommandError, type Command, type Handler, type Place, type Result } from './types';
@@ -63,7 +66,7 @@ export class Agent {
   readonly redis: RedisServer;
   private bus!: Bus;
   private host!: Jobs;
-  private containers!: any; // TEMP until containers land
+  private containers!: Containers;
   private readonly inContainer = new Map<number, Jobs>();
   private readonly logs = new Map<number, string[]>();
   private loop?: Promise<void>;
@@ -101,18 +104,16 @@ export class Agent {
   private async init(): Promise<void> {
     this.bus = new Bus({ path: this.redis.socket, password: this.o.password || undefined });
     const g = this.config.globals;
-    const dev = process.env.G8OS_DEV_NO_CONTAINERS === '1'; // TEMP
-    const { Containers } = dev ? { Containers: class { constructor(_o: unknown) {} async init() {} async shutdown() {} } } : await import('./containers' as string);
-    const { corexHandlers } = dev ? { corexHandlers: () => ({}) } : await import('./builtins/corex' as string);
-    const { bridgeHandlers } = dev ? { bridgeHandlers: () => ({}) } : await import('./builtins/bridge' as string);
     this.containers = new Containers({
       dataDir: path.join(this.o.dataDir, 'containers'),
       cacheDir: this.o.cacheDir ?? g.cache,
       storage: g.storage,
       bridge: this.config.containers.bridge,
       cidr: this.config.containers.cidr,
-      log: (l: string) => this.log('WARNING', l),
-      onExit: (id: number) => this.containerGone(id),
+      // cgroup names of this agent only: several agents (tests, benches) may share a machine
+      instance: `g8os-${crypto.createHash('sha1').update(this.o.dataDir).digest('hex').slice(0, 8)}`,
+      log: (l) => this.log('WARNING', l),
+      onExit: (id) => this.containerGone(id),
     });
     await this.containers.init();
     const handlers: Record<string, Handler> = {
@@ -128,7 +129,7 @@ export class Agent {
       ...filesystemHandlers(),
       ...processHandlers(),
       ...bridgeHandlers(this.containers),
-      ...corexHandlers(this.containers, (id: number, cmd: Command) => this.dispatch(id, cmd)),
+      ...corexHandlers(this.containers, (id, cmd) => this.dispatch(id, cmd)),
       'corex.logs': (raw) => {
         const a = raw as { container?: unknown };
         if (!Number.isInteger(a?.container)) throw new CommandError("argument 'container': expected int", 400);

@@ -163,22 +163,6 @@ interface RunFlags extends AgentFlags {
   storage?: string;
 }
 
-/** The flist's entrypoint, for `container run` without a command. */
-async function entrypoint(root: string): Promise<string[]> {
-  const { openFlist } = await import('../flist/open');
-  const f = await openFlist(root);
-  try {
-    const ep = f.metadata().entrypoint;
-    if (!ep) throw new UsageError(`${root} has no entrypoint: give the command after --`);
-    const v: unknown = JSON.parse(ep);
-    if (Array.isArray(v) && v.every((x) => typeof x === 'string') && v.length) return v as string[];
-    if (typeof v === 'string' && v) return ['/bin/sh', '-c', v];
-    throw new UsageError(`${root}: entrypoint metadata is not a command`);
-  } finally {
-    f.close();
-  }
-}
-
 function containerCommand(): Command {
   const c = new Command('container').description('containers from flists on this node (corex.*)');
 
@@ -198,7 +182,6 @@ function containerCommand(): Command {
       .action(async (root: string, cmd: string[], o: RunFlags) => {
         const local = !/^[a-z][a-z0-9+.-]*:\/\//i.test(root);
         const flist = local ? path.resolve(root) : root;
-        const argv = cmd.length ? cmd : await entrypoint(flist);
         const { parseSize } = await import('./util');
         const client = await open(o);
         let id = 0;
@@ -230,6 +213,13 @@ function containerCommand(): Command {
             },
             300,
           );
+          let argv = cmd;
+          if (!argv.length) {
+            // the flist's entrypoint, as the agent read it from the flist
+            const list = await client.json<Record<string, { container: { entrypoint?: string[] } }>>('corex.list', {});
+            argv = list[String(id)]?.container.entrypoint ?? [];
+            if (!argv.length) throw new UsageError(`${root} has no entrypoint: give the command after --`);
+          }
           const resp = await client.dispatch(id, 'core.system', { name: argv[0], args: argv.slice(1), dir: '', stdin: '', env: envPairs(o.env) ?? null }, { stream: !o.detach });
           if (o.detach) {
             process.stdout.write(`${id}\n`);
@@ -250,11 +240,11 @@ function containerCommand(): Command {
       .action(async (o: AgentFlags & { json?: boolean }) => {
         const client = await open(o);
         try {
-          const list = await client.json<Record<string, { rss?: number; container: { root: string; pid: number; arguments: { tags?: string[] | null } } }>>('corex.list', {});
+          const list = await client.json<Record<string, { rss?: number; container: { pid: number; arguments: { root: string; tags?: string[] | null } } }>>('corex.list', {});
           if (o.json) return void process.stdout.write(`${JSON.stringify(list)}\n`);
           const rows = [['ID', 'PID', 'RSS', 'TAGS', 'FLIST']];
           for (const [id, v] of Object.entries(list))
-            rows.push([id, String(v.container.pid), `${Math.round((v.rss ?? 0) / 2 ** 20)}M`, (v.container.arguments.tags ?? []).join(','), v.container.root]);
+            rows.push([id, String(v.container.pid), `${Math.round((v.rss ?? 0) / 2 ** 20)}M`, (v.container.arguments.tags ?? []).join(','), v.container.arguments.root]);
           const w = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
           for (const r of rows) process.stdout.write(`${r.map((x, i) => (i === r.length - 1 ? x : x.padEnd(w[i]))).join('  ')}\n`);
         } finally {

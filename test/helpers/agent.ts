@@ -58,9 +58,12 @@ export function killLeftoverRedis(data: string): void {
   }
 }
 
-/** Runs argv inside the namespace (or directly without one). */
+/**
+ * Runs argv inside the namespace (or directly without one). nsenter, not `ip netns exec`: that
+ * one also remounts /sys, which hides the cgroup hierarchies the agent needs.
+ */
 export function inNetns(netns: string | undefined, argv: string[]): string[] {
-  return netns ? ['ip', 'netns', 'exec', netns, ...argv] : argv;
+  return netns ? ['nsenter', `--net=/run/netns/${netns}`, '--', ...argv] : argv;
 }
 
 export async function startAgent(opts: { data?: string; port?: number; args?: string[]; netns?: string; password?: string; config?: string; env?: NodeJS.ProcessEnv } = {}): Promise<AgentProcess> {

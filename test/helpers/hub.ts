@@ -29,14 +29,17 @@ afterAll(() => {
   made.clear();
 });
 
-export async function startHub(opts: { data?: string; args?: string[]; port?: number } = {}): Promise<HubProcess> {
+/** With `netns`, the hub runs inside that network namespace (reach it from there too). */
+export async function startHub(opts: { data?: string; args?: string[]; port?: number; netns?: string } = {}): Promise<HubProcess> {
   let data = opts.data;
   if (!data) {
     data = fs.mkdtempSync(path.join(os.tmpdir(), 'g8os-hub-'));
     made.add(data);
   }
   const port = opts.port ?? (await freePort());
-  const child = spawn(process.execPath, [BIN, 'hub', '--listen', `127.0.0.1:${port}`, '--data', data, ...(opts.args ?? [])], {
+  const argv = [process.execPath, BIN, 'hub', '--listen', `127.0.0.1:${port}`, '--data', data, ...(opts.args ?? [])];
+  if (opts.netns) argv.unshift('nsenter', `--net=/run/netns/${opts.netns}`, '--');
+  const child = spawn(argv[0], argv.slice(1), {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';

@@ -63,6 +63,8 @@ export class Cgroup {
 
   create(limits: Limits, pidsMax: number): void {
     for (const c of this.used) {
+      // e.g. under `ip netns exec`, which mounts a fresh /sys without the cgroup hierarchies
+      if (!fs.existsSync(path.join(BASE, c, 'cgroup.procs'))) throw new Error(`the cgroup v1 controller '${c}' is not mounted at ${path.join(BASE, c)}`);
       // another agent may remove the shared g8os directory between our two mkdirs: retry
       for (let i = 0; ; i++) {
         try {

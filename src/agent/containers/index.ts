@@ -63,7 +63,7 @@ export interface ContainerStats {
   vms: number;
   swap: number;
   debug: boolean;
-  container: { arguments: CreateArgs; root: string; pid: number };
+  container: { arguments: CreateArgs; root: string; pid: number; entrypoint?: string[] };
 }
 
 /** What a crash sweep needs, written before each resource is taken. */
@@ -87,6 +87,7 @@ class Container {
   args!: CreateArgs;
   tags: string[] = [];
   env: Record<string, string> = {};
+  entrypoint?: string[];
   cgroup?: Cgroup;
   mounts: FlistMount[] = [];
   init?: ChildProcess;
@@ -312,6 +313,7 @@ export class Containers {
       ...flistMounts.map((b) => inspectFlist(b.flist!, plan.storage)),
     ]).catch((e: Error) => bad(`cannot use flist: ${e.message}`));
     c.env = { PATH: DEFAULT_PATH, HOME: '/', ...info.environ };
+    c.entrypoint = info.entrypoint;
     const bridgeOf = new Map<Nic, { bridge: string; address?: net.Cidr }>();
     for (const n of plan.nics) {
       if (n.type === 'default') bridgeOf.set(n, { bridge: this.o.bridge, address: await this.defaultBridge() });
@@ -520,7 +522,7 @@ export class Containers {
     c.cpuMark = { ns: s.cpuNs, at: now };
     return {
       cpu: Math.max(0, Math.round(cpu * 100) / 100), rss: s.rss, vms: s.memory, swap: s.swap, debug: false,
-      container: { arguments: c.args, root: c.root, pid: c.pid1 },
+      container: { arguments: c.args, root: c.root, pid: c.pid1, ...(c.entrypoint ? { entrypoint: c.entrypoint } : {}) },
     };
   }
 

@@ -21,6 +21,8 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 export interface FlistInfo {
   /** the flist's `environ` metadata (flist-format.md §9) */
   environ: Record<string, string>;
+  /** its `entrypoint` metadata as argv (a JSON list, or a string run by /bin/sh -c) */
+  entrypoint?: string[];
 }
 
 /** How many blocks of an flist are looked up in its store before mounting it (all, up to this). */
@@ -44,6 +46,16 @@ export async function inspectFlist(source: string, storageUrl: string | undefine
         // a malformed environ is ignored, as the hub would not write one
       }
     }
+    let entrypoint: string[] | undefined;
+    if (meta.entrypoint) {
+      try {
+        const e = JSON.parse(meta.entrypoint) as unknown;
+        if (Array.isArray(e) && e.length && e.every((x) => typeof x === 'string')) entrypoint = e as string[];
+        else if (typeof e === 'string' && e) entrypoint = ['/bin/sh', '-c', e];
+      } catch {
+        entrypoint = ['/bin/sh', '-c', meta.entrypoint];
+      }
+    }
     const seen = new Map<string, Buffer>();
     for (const e of r.walk()) for (const b of e.blocks ?? []) seen.set(b.id.toString('hex'), b.id);
     const ids = [...seen.values()];
@@ -62,7 +74,7 @@ export async function inspectFlist(source: string, storageUrl: string | undefine
         await store.close().catch(() => undefined);
       }
     }
-    return { environ };
+    return { environ, entrypoint };
   } finally {
     r.close();
   }
