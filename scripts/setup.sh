@@ -6,8 +6,9 @@ cd "$(dirname "$0")/.."
 
 # Packages the project runs against: FUSE (fuse-native needs libfuse.so.2), a real
 # redis-server, busybox-static for test root filesystems, bzip2/xz for compressed flists;
-# containers: gcc + libc6-dev (libc.a) for the static g8init helper, nftables, iproute2, runc.
-PACKAGES=(libfuse2 fuse redis-server busybox-static bzip2 xz-utils ca-certificates time curl attr gcc libc6-dev nftables runc iproute2)
+# containers: gcc + libc6-dev (libc.a) for the static g8init helper, nftables, iproute2, runc
+# (the bench baseline); python3-redis runs the spec-written Python client in the agent tests.
+PACKAGES=(libfuse2 fuse redis-server busybox-static bzip2 xz-utils ca-certificates time curl attr gcc libc6-dev nftables runc iproute2 util-linux python3 python3-redis)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
@@ -21,6 +22,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >&2
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+  # The agent runs its own redis-server; the one the package starts as a service would hold
+  # port 6379. Only when we installed it just now, so a redis someone set up is left alone.
+  if [[ " ${missing[*]} " == *" redis-server "* ]] && [ -d /run/systemd/system ]; then
+    systemctl disable --now redis-server >&2 || true
+  fi
 fi
 
 # npm ci only when package-lock.json changed since the last install.
