@@ -281,3 +281,16 @@ describe('containers through the protocol', () => {
     expect(leftovers(again)).toEqual([]);
   }, 240_000);
 });
+
+describe('agent shutdown', () => {
+  it('terminates its containers and removes the bridge and NAT table it made', async () => {
+    const id = await client.json<number>('corex.create', { root: url, nics: [{ type: 'default' }] }, 120);
+    expect(id).toBeGreaterThan(0);
+    client = undefined as unknown as Client; // the afterEach clean-up has nothing to do
+    await agent.stop();
+    expect(leftovers(agent)).toEqual([]);
+    expect(spawnSync('ip', ['-n', ns, 'link', 'show', 'core0']).status).not.toBe(0);
+    expect(spawnSync('nsenter', [`--net=/run/netns/${ns}`, 'nft', 'list', 'tables'], { encoding: 'utf8' }).stdout).not.toMatch(/g8os/);
+    expect(fs.existsSync(agent.socket)).toBe(false);
+  }, 120_000);
+});

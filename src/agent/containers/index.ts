@@ -157,6 +157,8 @@ export class Containers {
   private next = 0;
   private closed = false;
   private bridgeReady?: Promise<net.Cidr>;
+  /** the default bridge is ours to remove at shutdown (the host had none) */
+  private madeBridge = false;
   private readonly g8init = path.join(repoRoot(), 'dist/g8init');
   private readonly o: Required<Omit<ContainersOptions, 'storage' | 'onExit'>> & Pick<ContainersOptions, 'storage' | 'onExit'>;
 
@@ -470,6 +472,7 @@ export class Containers {
       if (have) return have;
       if (have === null) throw new Error(`bridge ${this.o.bridge} has no IPv4 address`);
       await net.createBridge({ name: this.o.bridge, cidr: this.o.cidr, nat: true });
+      this.madeBridge = true;
       this.o.log(`containers: created bridge ${this.o.bridge} (${this.o.cidr}, NAT)`);
       return net.parseCidr(this.o.cidr);
     };
@@ -580,6 +583,7 @@ export class Containers {
     this.closed = true;
     await Promise.allSettled([...this.creating]);
     await Promise.all([...this.table.values()].map((c) => this.end(c)));
+    if (this.madeBridge) await net.deleteBridge(this.o.bridge).catch((e: Error) => this.o.log(`containers: removing bridge ${this.o.bridge}: ${e.message}`));
   }
 
   private end(c: Container): Promise<void> {
