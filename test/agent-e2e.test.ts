@@ -131,6 +131,29 @@ describe('container run (the CLI)', () => {
     expect(e.stdout).toMatch(/^from the flist\/1\/.*\/bin/);
   });
 
+  it('a glibc rootfs works too: a dynamically linked bash with only its own libraries in the flist', async () => {
+    // copied from this machine's Debian: bash, its libraries (ldd) and the loader; nothing else
+    const root = path.join(tmp, 'glibc-root');
+    const libs = execFileSync('ldd', ['/bin/bash'], { encoding: 'utf8' })
+      .split('\n')
+      .map((l) => /(\/\S+) \(0x/.exec(l)?.[1])
+      .filter((x): x is string => !!x);
+    for (const f of ['/bin/bash', ...libs]) {
+      const real = fs.realpathSync(f);
+      fs.mkdirSync(path.join(root, path.dirname(f)), { recursive: true });
+      fs.copyFileSync(real, path.join(root, f));
+      fs.chmodSync(path.join(root, f), 0o755);
+    }
+    for (const d of ['proc', 'sys', 'dev', 'tmp', 'etc']) fs.mkdirSync(path.join(root, d), { recursive: true });
+    const fl = path.join(tmp, 'glibc.flist');
+    const made = await g8os(['flist', 'create', root, '-o', fl, '--store', `dir://${path.join(tmp, 'glibc-store')}`]);
+    expect(made.code, made.stderr).toBe(0);
+    const r = await cli(['container', 'run', fl, '--', '/bin/bash', '-c', 'echo "bash $BASH_VERSION in $(< /etc/hostname)"']);
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toMatch(/^bash 5\.\S+ in corex\n$/);
+    expect(r.code).toBe(0);
+  });
+
   it('a command that exits at once, and one that does not exist', async () => {
     const t = await cli(['container', 'run', url, '--', 'true']);
     expect(t.code).toBe(0);
