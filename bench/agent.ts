@@ -9,14 +9,13 @@
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import Redis from 'ioredis';
 import { Client } from '../src/agent/client';
 import { defaultConfig } from '../src/agent/config';
 import type { Result } from '../src/agent/types';
 import { busyboxRootfsTar } from '../test/helpers/tarballs';
-import { type BenchResult, type Context, fmtSpread, log, measure, MiB, onCleanup, REPO, repeat, roundSpread, spread, type Table, withTmpfs } from './lib';
+import { type BenchResult, type Context, fmtSpread, freePort, log, measure, MiB, onCleanup, REPO, repeat, roundSpread, spread, type Table, withTmpfs } from './lib';
 
 const G8OS = path.join(REPO, 'bin', 'g8os');
 const MAX_JOBS = defaultConfig().main.max_jobs; // the agent's concurrency bound; the spawn baseline gets the same
@@ -24,16 +23,6 @@ const CONCURRENT = 50;
 
 const secondsSince = (t0: bigint): number => Number(process.hrtime.bigint() - t0) / 1e9;
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 function procStatus(pid: number, field: 'VmHWM' | 'VmRSS'): number {
   try {

@@ -3,26 +3,15 @@
 // sizes (it must not grow with the upload), and the blocks a second upload writes (none).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { input, type Input } from './ingest';
 import {
-  type BenchResult, type Context, fmtSpread, log, MiB, measure, onCleanup, REPO, repeat, roundSpread,
+  type BenchResult, type Context, fmtSpread, freePort, log, MiB, measure, onCleanup, REPO, repeat, roundSpread,
   type Sample, spread, type Table, warmFile, withTmpfs,
 } from './lib';
 
 const G8OS = path.join(REPO, 'bin', 'g8os');
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 interface RunningHub {
   url: string;

@@ -2,6 +2,7 @@
 // Markdown tables and the dated results files. Benchmarks are not tests: they only report.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -367,4 +368,16 @@ export function writeResults(results: BenchResult[], quick: boolean, when = new 
     fs.renameSync(`${file}.tmp`, file);
   }
   return { json: `${base}.json`, md: `${base}.md` };
+}
+
+/** A loopback port that was free a moment ago. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
 }

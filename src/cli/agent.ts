@@ -3,7 +3,7 @@ import path from 'node:path';
 import { Command } from 'commander';
 import type { Client, Response } from '../agent/client';
 import type { Result } from '../agent/types';
-import { UsageError } from './util';
+import { parseMeta, UsageError } from './util';
 
 const DEFAULT_AGENT = 'redis://127.0.0.1:6379';
 
@@ -132,14 +132,7 @@ function collect(v: string, prev: string[]): string[] {
 }
 
 function envPairs(pairs: string[]): Record<string, string> | undefined {
-  if (!pairs.length) return undefined;
-  const out: Record<string, string> = {};
-  for (const p of pairs) {
-    const i = p.indexOf('=');
-    if (i <= 0) throw new UsageError(`--env ${JSON.stringify(p)}: expected KEY=VALUE`);
-    out[p.slice(0, i)] = p.slice(i + 1);
-  }
-  return out;
+  return pairs.length ? parseMeta(pairs, '--env') : undefined;
 }
 
 function pairs(list: string[], flag: string, check: (s: string) => string): Record<string, string> {

@@ -10,12 +10,12 @@ export class UsageError extends Error {
   }
 }
 
-/** --meta key=value pairs → object (a repeated key: the last wins). */
-export function parseMeta(pairs: string[]): Record<string, string> {
+/** --meta (or --env …) key=value pairs → object (a repeated key: the last wins). */
+export function parseMeta(pairs: string[], flag = '--meta'): Record<string, string> {
   const out: Record<string, string> = {};
   for (const p of pairs) {
     const i = p.indexOf('=');
-    if (i <= 0) throw new UsageError(`--meta ${JSON.stringify(p)}: expected key=value`);
+    if (i <= 0) throw new UsageError(`${flag} ${JSON.stringify(p)}: expected key=value`);
     out[p.slice(0, i)] = p.slice(i + 1);
   }
   return out;
