@@ -228,6 +228,21 @@ describe('job control', () => {
     expect(fs.readFileSync(f, 'utf8').trim().split('\n').length).toBeGreaterThanOrEqual(2);
   });
 
+  it('core.subscribe re-emits a running job\'s messages on its own stream; logger.set_level checks its level', async () => {
+    const target = await push('core.system', sh('sleep 0.5; echo one; sleep 0.3; echo two'));
+    await client.blocking().brpoplpush(`result:${target}:flag`, `result:${target}:flag`, 10);
+    const sub = await client.raw('core.subscribe', { id: target }, { stream: true });
+    const seen: string[] = [];
+    await sub.stream((level, text) => level === 1 && seen.push(text));
+    expect(seen).toEqual(['one', 'two']);
+    expect((await sub.get()).state).toBe('SUCCESS');
+    const gone = await result(await push('core.subscribe', { id: 'no-such-job' }));
+    expect(JSON.parse(gone.data)).toBe("Process with id 'no-such-job' doesn't exist");
+    expect(await client.json('logger.set_level', { level: 'DEBUG' })).toBeNull();
+    expect(await client.json('logger.set_level', { level: 'INFO' })).toBeNull();
+    await expect(client.json('logger.set_level', { level: 'LOUD' })).rejects.toThrow(/one of CRITICAL/);
+  });
+
   it('core.state and process.list answer with numbers', async () => {
     const s = await client.json<{ cpu: number; rss: number; vms: number; swap: number }>('core.state', {});
     expect(s.rss).toBeGreaterThan(10 * 2 ** 20); // the agent itself
