@@ -63,7 +63,7 @@ export interface ContainerStats {
   vms: number;
   swap: number;
   debug: boolean;
-  container: { arguments: CreateArgs; root: string; pid: number; entrypoint?: string[] };
+  container: { arguments: CreateArgs; root: string; pid: number; starttime: number; entrypoint?: string[] };
 }
 
 /** What a crash sweep needs, written before each resource is taken. */
@@ -99,6 +99,8 @@ class Container {
   stopping = false;
   ending?: Promise<void>;
   cpuMark = { ns: 0, at: Date.now() };
+  /** when it was created, epoch ms (uptime in listings) */
+  readonly starttime = Date.now();
 
   constructor(readonly id: number, readonly dir: string) {
     this.state = { id, agent: { pid: process.pid, start: startTime(process.pid) }, mounts: [], veths: [], forwards: [] };
@@ -525,7 +527,7 @@ export class Containers {
     c.cpuMark = { ns: s.cpuNs, at: now };
     return {
       cpu: Math.max(0, Math.round(cpu * 100) / 100), rss: s.rss, vms: s.memory, swap: s.swap, debug: false,
-      container: { arguments: c.args, root: c.root, pid: c.pid1, ...(c.entrypoint ? { entrypoint: c.entrypoint } : {}) },
+      container: { arguments: c.args, root: c.root, pid: c.pid1, starttime: c.starttime, ...(c.entrypoint ? { entrypoint: c.entrypoint } : {}) },
     };
   }
 
