@@ -97,6 +97,7 @@ export async function launchBrowser(): Promise<TestBrowser> {
         async shot(name) {
           fs.mkdirSync(ARTIFACTS, { recursive: true });
           const file = path.join(ARTIFACTS, `${name}.png`);
+          await page.evaluate(() => window.scrollTo(0, 0)); // a sticky header stays at the top of the shot
           await page.screenshot({ path: file, fullPage: true });
           return file;
         },

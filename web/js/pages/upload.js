@@ -40,7 +40,7 @@ export default async function render(main, params, ctx) {
 
   main.append(
     h('div', { class: 'page-head' }, h('div', {}, h('h1', {}, 'Upload'), h('p', { class: 'lead' }, 'Turn a tarball or a container image into an flist: its files are split into blocks stored on this hub, and the flist indexes them.'))),
-    user ? null : h('div', { class: 'alert alert-info', id: 'login-hint' }, 'You are not logged in. ', h('a', { href: '/login' }, 'Log in'), ' with your token first to upload.'),
+    ...(user ? [] : [h('div', { class: 'alert alert-info', id: 'login-hint' }, 'You are not logged in. ', h('a', { href: '/login' }, 'Log in'), ' with your token first to upload.')]),
     h('div', { class: 'grid-2' }, h('section', { class: 'card', 'aria-label': 'Upload form' }, form), progressCard),
   );
 
@@ -157,7 +157,7 @@ export default async function render(main, params, ctx) {
     } catch (err) {
       finished = true;
       if (events) events.close();
-      transfer.fail();
+      if (transfer.value < 100) transfer.fail();
       processing.fail(err.message);
       submit.disabled = false;
       fileInput.disabled = false;
@@ -204,6 +204,9 @@ function progressBlock(id, label) {
       bar.classList.remove('failed');
       pct.textContent = `${v} %`;
       if (text !== undefined) message.textContent = text;
+    },
+    get value() {
+      return current;
     },
     fail(text) {
       bar.classList.add('failed');
