@@ -120,7 +120,7 @@ describe('the node page', () => {
     await p.goto('/node');
     await expect.poll(() => p.page.locator('#nav-node').isVisible()).toBe(true);
     await p.page.getByRole('heading', { name: 'Log in to control this node' }).waitFor();
-    expect(await p.page.getByRole('link', { name: 'Log in', exact: true }).last().getAttribute('href')).toBe('/login');
+    expect(await p.page.locator('main').getByRole('link', { name: 'Log in', exact: true }).getAttribute('href')).toBe('/login?next=%2Fnode');
     expect(await p.page.locator('form.node-form').count()).toBe(0);
     await shot(p, 'node-logged-out');
     p.expectClean();
@@ -156,6 +156,12 @@ describe('the node page', () => {
     expect(list[id].container.arguments).toMatchObject({ root: `${hub.url}/${FLIST}`, hostname: 'webtest' });
     await shot(p, 'node-ran');
 
+    // after a reload the row's Output button shows that command's output again (the hub keeps it)
+    await p.goto('/node');
+    await row.getByRole('button', { name: `Show the output of container ${id}` }).click();
+    await out.locator('.node-stdout', { hasText: 'hello' }).waitFor({ timeout: 10_000 });
+    await expect.poll(() => page.locator('#node-exit').textContent()).toBe('Exited with status 0');
+
     // a second one that keeps running: its output arrives while it runs, and its job is listed
     const id2 = await start(p, 'echo started; sleep 300', 'sleeper');
     await out.locator('.node-stdout', { hasText: 'started' }).waitFor({ timeout: 20_000 });
@@ -165,6 +171,9 @@ describe('the node page', () => {
     expect(await job.locator('td').nth(2).textContent()).toBe(`container ${id2}`);
     expect(await page.locator('table.node-containers tbody tr').count()).toBe(2);
     await shot(p, 'node-running');
+    await page.emulateMedia({ colorScheme: 'dark' });
+    await shot(p, 'node-running-dark');
+    await page.emulateMedia({ colorScheme: 'light' });
 
     // terminate the running one: confirm in a dialog (Cancel first: nothing happens)
     const row2 = page.locator(`tr[data-id="${id2}"]`);
@@ -189,6 +198,8 @@ describe('the node page', () => {
     await page.keyboard.press('Enter');
     await row.waitFor({ state: 'detached', timeout: 60_000 });
     await page.getByText('No containers are running.').waitFor();
+    // the keyboard focus is not lost with the row
+    expect(await page.evaluate(() => document.activeElement?.id)).toBe('node-containers-title');
     await shot(p, 'node-terminated');
 
     expect(await containerIds()).toEqual([]);
@@ -198,10 +209,28 @@ describe('the node page', () => {
     expect(Date.now() - t0).toBeLessThan(60_000);
   }, 90_000);
 
+  it('a hub without an agent: no Node link, and the page says how to get one', async () => {
+    const lone = await startHub({ netns: ns });
+    try {
+      const p = await browser.page(lone.url, { token: lone.token('alice') });
+      await p.goto('/node');
+      await p.page.getByText('No agent runs beside this hub.').waitFor();
+      expect(await p.page.locator('#nav-node').isVisible()).toBe(false);
+      expect(await p.page.locator('form.node-form').count()).toBe(0);
+      await shot(p, 'node-no-agent');
+      p.expectClean();
+      await p.close();
+    } finally {
+      await lone.stop();
+    }
+  });
+
   it('a start that fails shows the agent\'s error next to the form, and leaves nothing', async () => {
     const p = await browser.page(hub.url, { token });
-    await p.goto('/node');
+    // /node?flist=… (a link from an flist's page) picks that flist in the form
+    await p.goto(`/node?flist=${encodeURIComponent(FLIST)}`);
     const { page } = p;
+    await expect.poll(() => page.getByLabel('Flist', { exact: true }).inputValue()).toBe(FLIST);
     await page.getByLabel('or an flist URL').fill('http://127.0.0.1:1/x/y.flist');
     await page.getByLabel('Command', { exact: true }).fill('true');
     await page.getByRole('button', { name: 'Start container' }).click();

@@ -36,7 +36,8 @@ export default async function render(main, params, ctx) {
     return () => {};
   }
   if (!ctx.token()) {
-    const link = el('a', { href: '/login', class: 'btn btn-primary' }, 'Log in'); // the shell routes same-origin links
+    // the shell routes same-origin links; ?next= asks the login page to come back here
+    const link = el('a', { href: `/login?next=${encodeURIComponent(location.pathname + location.search)}`, class: 'btn btn-primary' }, 'Log in');
     page.append(el('section', { class: 'card node-login', 'aria-labelledby': 'node-login-title' },
       el('h2', { id: 'node-login-title' }, 'Log in to control this node'),
       el('p', {}, 'Listing, starting and terminating containers needs your hub token.'),
@@ -276,6 +277,7 @@ export default async function render(main, params, ctx) {
     const tbody = el('tbody');
     const empty = el('p', { class: 'empty', hidden: '' }, 'No containers are running.');
     const count = el('span', { class: 'muted node-count' });
+    const heading = el('h2', { id: 'node-containers-title', tabindex: '-1' }, 'Containers');
     const table = el('table', { class: 'data node-containers' },
       el('caption', { class: 'visually-hidden' }, 'Running containers'),
       el('thead', {}, el('tr', {}, ...['ID', 'Name', 'Flist', 'Tags', 'Uptime', 'CPU', 'Memory'].map((h) =>
@@ -284,9 +286,9 @@ export default async function render(main, params, ctx) {
       tbody);
     const wrap = el('div', { class: 'table-wrap' }, table);
     const card = el('section', { class: 'node-section', 'aria-labelledby': 'node-containers-title' },
-      el('div', { class: 'card-head' }, el('h2', { id: 'node-containers-title' }, 'Containers'), count),
+      el('div', { class: 'card-head' }, heading, count),
       wrap, empty);
-    return { card, tbody, table: wrap, empty, count, rows: new Map() };
+    return { card, tbody, table: wrap, empty, count, heading, rows: new Map() };
   }
 
   function renderContainers(list) {
@@ -349,7 +351,14 @@ export default async function render(main, params, ctx) {
         await ctx.api.del(`/api/node/containers/${encodeURIComponent(c.id)}`);
         if (stopped) return;
         ctx.notify(`Container ${label} terminated`, 'success');
+        const hadFocus = tr.contains(document.activeElement);
         await refresh();
+        if (stopped) return;
+        // the row (and its focused button) is gone: keep the keyboard user in the table
+        if (hadFocus || document.activeElement === document.body) {
+          const next = containers.tbody.querySelector('.node-terminate');
+          (next || containers.heading).focus();
+        }
       } catch (e) {
         if (stopped) return;
         ctx.notify(`Could not terminate container ${label}: ${e.message}`, 'error');
