@@ -147,6 +147,9 @@ describe('web pages', () => {
       `g8os container run ${hub.url}/alice/fixture.flist -- sh`,
     ]);
     expect(await page.getByRole('link', { name: 'Download .flist' }).getAttribute('href')).toBe('/alice/fixture.flist');
+    const copy = page.locator('.command').first().getByRole('button', { name: 'Copy' });
+    await copy.click();
+    await page.locator('.command').first().getByRole('button', { name: 'Copied' }).waitFor();
     const md5 = await page.evaluate(async () => (await fetch('/alice/fixture.flist.md5')).text());
     expect(await text(p, '#metadata')).toContain(md5.trim());
 
@@ -341,6 +344,7 @@ describe('web pages', () => {
     const p = await open('/upload', { token: roToken, hubUrl: roHub.url });
     await p.page.getByLabel('File', { exact: true }).setInputFiles(tarball);
     await p.page.getByRole('button', { name: 'Upload' }).click();
+    expect(await text(p, '#readonly-hint')).toContain('read-only');
     await p.page.locator('#upload-error').getByText('readonly mode').waitFor();
     expect(await text(p, '#upload-error')).toContain('read-only');
     await p.shot('upload-readonly');
@@ -357,6 +361,15 @@ describe('web pages', () => {
     await p.goto('/alice/fixture.flist.md');
     await p.page.locator('#tree li[data-path="/etc"]').waitFor();
     await p.shot('flist-narrow');
+    await p.page.setViewportSize({ width: 1280, height: 800 });
+    await p.page.emulateMedia({ colorScheme: 'dark' });
+    await p.goto('/alice/fixture.flist.md');
+    await p.page.locator('li[data-path="/links"] > .tree-row button').click();
+    await p.page.locator('li[data-path="/links/relative"]').waitFor();
+    await p.shot('flist-dark');
+    await p.goto('/alice/tags/v1');
+    expect(await p.page.locator('table.data tbody tr').count()).toBe(2);
+    await p.shot('tag');
     await p.goto('/alice/nothing.flist.md');
     await p.page.getByRole('alert').first().waitFor();
     p.expectClean(EXPECTED);

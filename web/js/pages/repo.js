@@ -66,7 +66,7 @@ async function renderTag(main, params, ctx) {
   main.append(entries.length ? table([
     { label: 'Name', cell: (f) => (f.target && targetPath(f.target) ? h('a', { href: targetPath(f.target) }, f.name) : f.name) },
     { label: 'Target', class: 'target', cell: (f) => targetCell(f.target) },
-    { label: 'Size', class: 'num', cell: (f) => f.size },
+    { label: 'Size', class: 'num', cell: (f) => (typeof f.size === 'number' ? fmtBytes(f.size) : /KB$/.test(String(f.size)) ? fmtBytes(Math.round(parseFloat(f.size) * 1024)) : String(f.size ?? '—')) },
     { label: 'Updated', class: 'nowrap', cell: (f) => timeEl(f.updated) },
     { label: 'Download', cell: (f) => h('a', { href: `${tagPath(user, tag)}/${encodeURIComponent(f.name)}`, 'data-native': '' }, '.flist') },
   ], entries, { caption: `Entries of tag ${tag}` }) : empty('This tag is empty.'));

@@ -40,7 +40,8 @@ export default async function render(main, params, ctx) {
 
   main.append(
     h('div', { class: 'page-head' }, h('div', {}, h('h1', {}, 'Upload'), h('p', { class: 'lead' }, 'Turn a tarball or a container image into an flist: its files are split into blocks stored on this hub, and the flist indexes them.'))),
-    ...(user ? [] : [h('div', { class: 'alert alert-info', id: 'login-hint' }, 'You are not logged in. ', h('a', { href: '/login' }, 'Log in'), ' with your token first to upload.')]),
+    ...(user ? [] : ctx.readonly() ? [h('div', { class: 'alert alert-error', id: 'readonly-hint' }, 'This hub is read-only (it answered “readonly mode”): it takes no uploads.')]
+      : [h('div', { class: 'alert alert-info', id: 'login-hint' }, 'You are not logged in. ', h('a', { href: '/login' }, 'Log in'), ' with your token first to upload.')]),
     h('div', { class: 'grid-2' }, h('section', { class: 'card', 'aria-label': 'Upload form' }, form), progressCard),
   );
 
