@@ -367,6 +367,9 @@ describe('web pages', () => {
     await p.page.locator('li[data-path="/links"] > .tree-row button').click();
     await p.page.locator('li[data-path="/links/relative"]').waitFor();
     await p.shot('flist-dark');
+    await p.goto('/alice/fixture-latest.flist.md');
+    expect(await text(p, '.page-head .lead')).toContain('links to alice/fixture.flist');
+    await p.page.locator('#tree li[data-path="/etc"]').waitFor();
     await p.goto('/alice/tags/v1');
     expect(await p.page.locator('table.data tbody tr').count()).toBe(2);
     await p.shot('tag');

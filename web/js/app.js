@@ -14,11 +14,13 @@
 //     main    the emptied <main id="main"> (the page's <h1> goes first in it)
 //     params  the route's params (decoded), plus `query`: URLSearchParams of location.search
 //     ctx = { api, token(), user(), navigate(path, {replace}), notify(message, kind),
-//             setTitle(text), refreshSession() }
+//             setTitle(text), refreshSession(), readonly() }
 //       api       web/js/api.js (get/post/del/upload/events; bearer token when logged in)
 //       token()   the login token or '' ; user() the logged-in user name or '' (checked
 //                 with GET /api/flist/me at start and on login)
 //       notify    kind: 'info' | 'success' | 'error' (errors stay until dismissed)
+//       readonly() true when the hub refused the token check with "readonly mode"
+//       refreshSession() re-checks the token (after a login), resolves with the user name
 //   It may return a cleanup function, called when the page is left (close event streams,
 //   clear timers). While it renders, main has aria-busy="true"; "false" once it resolved.
 //   After a navigation the page's first <h1> gets the focus (screen readers announce it).
