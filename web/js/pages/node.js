@@ -321,13 +321,13 @@ export default async function render(main, params, ctx) {
 
   function containerRow(c) {
     const cells = {
-      id: el('td', { class: 'num mono' }),
-      name: el('td'),
-      flist: el('td', { class: 'node-flist' }),
-      tags: el('td'),
-      uptime: el('td', { class: 'num' }),
-      cpu: el('td', { class: 'num' }),
-      memory: el('td', { class: 'num' }),
+      id: el('td', { class: 'num mono', 'data-label': 'ID' }),
+      name: el('td', { 'data-label': 'Name' }),
+      flist: el('td', { class: 'node-flist', 'data-label': 'Flist' }),
+      tags: el('td', { 'data-label': 'Tags' }),
+      uptime: el('td', { class: 'num', 'data-label': 'Uptime' }),
+      cpu: el('td', { class: 'num', 'data-label': 'CPU' }),
+      memory: el('td', { class: 'num', 'data-label': 'Memory' }),
       actions: el('td', { class: 'node-row-actions' }),
     };
     const tr = el('tr', { 'data-id': String(c.id) }, ...Object.values(cells));
@@ -436,12 +436,12 @@ export default async function render(main, params, ctx) {
     const t = jobs;
     list.sort((a, b) => (a.container ?? 0) - (b.container ?? 0) || (a.starttime ?? 0) - (b.starttime ?? 0));
     t.tbody.replaceChildren(...list.map((j) => el('tr', {},
-      el('td', { class: 'mono node-jobid', title: String(j.id) }, shortId(j.id)),
-      el('td', { class: 'mono node-command' }, commandText(j.command)),
-      el('td', {}, j.container ? `container ${j.container}` : 'host'),
-      el('td', { class: 'num', title: j.starttime ? new Date(j.starttime).toLocaleString() : '' }, j.starttime ? `${duration((Date.now() - j.starttime) / 1000)} ago` : '—'),
-      el('td', { class: 'num' }, `${(Number(j.cpu) || 0).toFixed(1)} %`),
-      el('td', { class: 'num' }, j.rss ? bytes(j.rss) : '—'))));
+      el('td', { class: 'mono node-jobid', title: String(j.id), 'data-label': 'Job' }, shortId(j.id)),
+      el('td', { class: 'mono node-command', 'data-label': 'Command' }, commandText(j.command)),
+      el('td', { 'data-label': 'Where' }, j.container ? `container ${j.container}` : 'host'),
+      el('td', { class: 'num', 'data-label': 'Started', title: j.starttime ? new Date(j.starttime).toLocaleString() : '' }, j.starttime ? `${duration((Date.now() - j.starttime) / 1000)} ago` : '—'),
+      el('td', { class: 'num', 'data-label': 'CPU' }, `${(Number(j.cpu) || 0).toFixed(1)} %`),
+      el('td', { class: 'num', 'data-label': 'Memory' }, j.rss ? bytes(j.rss) : '—'))));
     t.table.hidden = list.length === 0;
     t.empty.hidden = list.length !== 0;
     t.count.textContent = `${list.length} running`;
