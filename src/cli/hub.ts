@@ -18,15 +18,19 @@ export function hubCommand(): Command {
     .option('--readonly', 'refuse every write (mirror mode)')
     .option('--max-upload <size>', 'largest upload accepted, e.g. 8G', '8G')
     .option('--max-expanded <size>', 'largest total file size an upload may expand to', '64G')
-    .action(async (o: { listen: string; data: string; store?: string; publicUrl?: string; readonly?: boolean; maxUpload: string; maxExpanded: string }) => {
+    .option('--agent <url>', 'the node agent beside this hub, for the node page: redis://host:port or its unix socket path')
+    .option('--agent-password <p>', 'the agent password (default: $G8OS_AGENT_PASSWORD)')
+    .action(async (o: { listen: string; data: string; store?: string; publicUrl?: string; readonly?: boolean; maxUpload: string; maxExpanded: string; agent?: string; agentPassword?: string }) => {
       if (!/^(\[[0-9a-f:]+\]|[^:]+):\d+$/i.test(o.listen)) throw new UsageError(`--listen ${o.listen}: expected host:port`);
       const { createHub, listen } = await import('../hub/app');
       const hub = await createHub({
         listen: o.listen, dataDir: o.data, storeUrl: o.store, publicUrl: o.publicUrl, readonly: o.readonly,
         maxUpload: parseSize(o.maxUpload), maxExpanded: parseSize(o.maxExpanded),
+        agent: o.agent ? { url: o.agent, password: o.agentPassword ?? process.env.G8OS_AGENT_PASSWORD } : null,
       });
       const server = await listen(hub);
-      process.stdout.write(`hub listening on ${hub.config.publicUrl} (data ${hub.config.dataDir}, blocks ${hub.store.url}${hub.config.readonly ? ', read-only' : ''})\n`);
+      const extra = `${hub.config.readonly ? ', read-only' : ''}${o.agent ? `, node agent ${o.agent}` : ''}`;
+      process.stdout.write(`hub listening on ${hub.config.publicUrl} (data ${hub.config.dataDir}, blocks ${hub.store.url}${extra})\n`);
       await untilSignal(server);
       await hub.close();
     });

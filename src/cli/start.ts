@@ -31,6 +31,8 @@ export function startCommand(): Command {
         await hub.close();
         throw e;
       }
+      // the hub's node page and /api/node drive this agent (its unix socket: no password, no port)
+      hub.config.agent = { url: agent.socket };
       const url = hub.config.publicUrl;
       const bin = path.relative(process.cwd(), path.resolve(__dirname, '../../../bin/g8os')) || 'bin/g8os';
       const token = path.relative(process.cwd(), tokenFile);
@@ -40,7 +42,9 @@ export function startCommand(): Command {
         [
           `g8os node running: hub ${url}, agent ${agentUrl} (data ${data})`,
           '',
-          'Try, from another terminal (any rootfs tarball, e.g. from debootstrap or `docker export`):',
+          `Open ${url} in a browser (sign in with the token in ${token}) to upload, browse and run containers.`,
+          '',
+          'Or try, from another terminal (any rootfs tarball, e.g. from debootstrap or `docker export`):',
           `  ${bin} hub upload rootfs.tar.gz --hub ${url} --token $(cat ${token})`,
           `  mkdir -p /mnt/rootfs && ${bin} mount ${url}/local/rootfs.flist /mnt/rootfs -d`,
           `  ${bin} container run${agentFlag} ${url}/local/rootfs.flist -- echo hello`,

@@ -7,6 +7,7 @@ import express, { type NextFunction, type Request, type Response } from 'express
 import { openStore } from '../store';
 import type { BlockStore } from '../store/types';
 import { blockRouter } from './blocks';
+import type { AgentAddress } from './node';
 import { HubError, Registry } from './registry';
 
 export interface HubConfig {
@@ -23,6 +24,8 @@ export interface HubConfig {
   maxUpload: number;
   /** largest total file size an upload may expand to, bytes (decompression bombs) */
   maxExpanded: number;
+  /** the node agent beside this hub: enables the node pages and /api/node (see ./node.ts) */
+  agent?: AgentAddress | null;
 }
 
 export const DEFAULTS = {
@@ -91,16 +94,19 @@ export async function createHub(cfg: HubConfig): Promise<Hub> {
     storeUrl: cfg.storeUrl ?? `dir://${path.join(dataDir, 'blocks')}`,
     publicUrl: (cfg.publicUrl ?? `http://${cfg.listen}`).replace(/\/+$/, ''),
     readonly: cfg.readonly ?? false,
+    agent: cfg.agent ?? null,
   };
   const registry = new Registry(dataDir);
   registry.cleanTemp();
   const store = await openStore(config.storeUrl);
+  const closers: Array<() => void | Promise<void>> = [];
   const hub: Hub = {
     app: express(),
     registry,
     store,
     config,
     async close() {
+      for (const c of closers) await c();
       await store.close();
       registry.close();
     },
@@ -120,18 +126,27 @@ export async function createHub(cfg: HubConfig): Promise<Hub> {
       return token !== undefined && registry.userForToken(token) !== undefined;
     },
   }));
+  // the web UI's files before anything that takes /<user>/<file>; its JSON and the node's
+  const web = await import('./web');
+  const index = web.webFiles(hub);
+  const readers = web.webApi(hub);
+  const node = (await import('./node')).nodeRoutes(hub);
+  closers.push(() => node.close(), () => readers.close());
   // docker first: its POST /api/flist/me/docker must not be taken by a generic me/ route
   (await import('./docker')).dockerRoutes(hub);
   const { uploadRoutes } = await import('./upload');
   const { apiRoutes } = await import('./api');
   uploadRoutes(hub);
   apiRoutes(hub);
+  // the pages last: they answer only what the API and the downloads passed on
+  web.webPages(hub, index);
 
   app.use((_req: Request, res: Response) => sendJson(res, 404, { status: 'error', message: 'not found' }));
   app.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => {
     const status = err instanceof HubError ? err.status : typeof (err as { status?: number }).status === 'number' ? (err as { status: number }).status : 500;
     const message = err instanceof HubError || status < 500 ? (err as Error).message : 'internal error';
-    if (status >= 500) console.error('hub:', err);
+    // a 502/503/504 HubError is the agent's or a stopping hub's answer, told to the client as is
+    if (status >= 500 && !(err instanceof HubError && status > 500)) console.error('hub:', err);
     if (res.headersSent) {
       res.destroy();
       return;
