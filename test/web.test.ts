@@ -181,6 +181,7 @@ describe('web pages', () => {
     await page.locator('li[data-path="/dev"] > .tree-row button').click();
     await page.locator('li[data-path="/dev/null"]').waitFor();
     expect(await page.locator('li[data-path="/dev/null"] .tree-mode').innerText()).toBe('crw-rw-rw-');
+    expect(await page.locator('li[data-path="/dev/null"] .tree-size').innerText()).toBe('1,3');
     // Enter again closes /links
     await links.focus();
     await page.keyboard.press('Enter');
@@ -232,8 +233,10 @@ describe('web pages', () => {
 
     await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Search' }).click();
     await page.waitForSelector('main#main[aria-busy="false"]');
+    await page.locator('#search-status', { hasText: 'Recently updated' }).waitFor();
+    expect(await page.locator('#search-results tbody tr').count()).toBe(2);
     await page.getByLabel('Search flists by name').fill('FIXT');
-    await page.getByRole('link', { name: 'fixture.flist' }).waitFor();
+    await page.locator('#search-status', { hasText: 'matches “FIXT”' }).waitFor();
     expect(page.url()).toContain('/search?q=FIXT');
     expect(await text(p, '#search-status')).toContain('1 flist matches');
     await p.shot('search');

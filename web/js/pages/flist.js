@@ -242,7 +242,7 @@ function treeItem(ctx, base, e, depth) {
   const owner = `${e.user || e.uid}:${e.group || e.gid}`;
   const row = h('div', { class: 'tree-row' },
     nameCell,
-    h('span', { class: 'tree-size' }, e.type === 'file' ? fmtBytes(e.size) : h('span', { class: 'muted' }, '—')),
+    h('span', { class: 'tree-size' }, e.type === 'file' ? fmtBytes(e.size) : e.rdev ? h('span', { class: 'mono', title: 'device major,minor' }, e.rdev) : h('span', { class: 'muted' }, '—')),
     h('span', { class: 'tree-mode', title: `mode ${(e.mode & 0o7777).toString(8).padStart(4, '0')}` }, e.modeText || ''),
     h('span', { class: 'tree-owner', title: `uid ${e.uid}, gid ${e.gid}` }, owner),
     h('span', { class: 'tree-time' }, e.mtime ? fmtDate(e.mtime) : '—'));

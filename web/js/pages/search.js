@@ -21,28 +21,22 @@ export default async function render(main, params, ctx) {
     const url = q ? `/search?q=${encodeURIComponent(q)}` : '/search';
     if (push) history.replaceState(null, '', url);
     ctx.setTitle(q ? `Search: ${q}` : 'Search');
-    if (!q) {
-      status.textContent = '';
-      results.replaceChildren(empty('Type part of a name to search.'));
-      return;
-    }
-    results.replaceChildren(loading('Searching…'));
+    results.replaceChildren(loading(q ? 'Searching…' : 'Loading…'));
     let r;
     try {
-      r = (await ctx.api.get(`/api/ui/search?q=${encodeURIComponent(q)}`)).results || [];
+      r = (await ctx.api.get(q ? `/api/ui/search?q=${encodeURIComponent(q)}` : '/api/ui/search')).results || [];
     } catch (e) {
       if (n === seq) results.replaceChildren(errorBox(`Search failed: ${e.message}`));
       return;
     }
     if (n !== seq) return;
+    if (!q) {
+      status.textContent = r.length ? 'Recently updated flists — type part of a name to search.' : 'Type part of a name to search.';
+      results.replaceChildren(r.length ? resultTable(r, 'Recently updated flists') : empty('No flists on this hub yet.'));
+      return;
+    }
     status.textContent = r.length ? `${r.length}${r.length >= 200 ? '+' : ''} ${r.length === 1 ? 'flist matches' : 'flists match'} “${q}”` : `No flist matches “${q}”`;
-    results.replaceChildren(r.length ? table([
-      { label: 'Flist', cell: (x) => h('a', { href: flistPath(x.user, x.name) }, x.name) },
-      { label: 'Repository', cell: (x) => h('a', { href: repoPath(x.user) }, x.user) },
-      { label: 'Type', cell: (x) => typeBadge(x.type) },
-      { label: 'Size', class: 'num', cell: (x) => fmtBytes(x.size) },
-      { label: 'Updated', class: 'nowrap', cell: (x) => timeEl(x.updated) },
-    ], r, { caption: `Search results for ${q}` }) : empty('Nothing found. Try a shorter part of the name.'));
+    results.replaceChildren(r.length ? resultTable(r, `Search results for ${q}`) : empty('Nothing found. Try a shorter part of the name.'));
   };
 
   form.addEventListener('submit', (e) => {
@@ -53,4 +47,14 @@ export default async function render(main, params, ctx) {
   input.addEventListener('input', live);
   await run(q0, false);
   if (!q0) input.focus();
+}
+
+function resultTable(rows, caption) {
+  return table([
+    { label: 'Flist', cell: (x) => (x.type === 'taglink' || !x.name.endsWith('.flist') ? h('span', {}, x.name) : h('a', { href: flistPath(x.user, x.name) }, x.name)) },
+    { label: 'Repository', cell: (x) => h('a', { href: repoPath(x.user) }, x.user) },
+    { label: 'Type', cell: (x) => typeBadge(x.type) },
+    { label: 'Size', class: 'num', cell: (x) => fmtBytes(x.size) },
+    { label: 'Updated', class: 'nowrap', cell: (x) => timeEl(x.updated) },
+  ], rows, { caption });
 }
