@@ -355,7 +355,7 @@ describe('web pages', () => {
     await p.close();
   });
 
-  it('pages load only from the hub, under its CSP, with no errors; unknown pages say so', async () => {
+  it('pages load only from the hub, under its CSP, with no errors; narrow and dark layouts; links and tags; missing things say so', async () => {
     const p = await open('/alice/tags/nope');
     expect(await text(p, '[role=alert]')).toContain('There is no tag');
     const csp = await p.page.evaluate(async () => (await fetch('/')).headers.get('content-security-policy'));
