@@ -209,6 +209,33 @@ describe('the node page', () => {
     expect(Date.now() - t0).toBeLessThan(60_000);
   }, 90_000);
 
+  it('a command with 20,000 lines: the panel keeps at most 5,000, in order, and follows the bottom', async () => {
+    const p = await browser.page(hub.url, { token });
+    await p.goto('/node');
+    const { page } = p;
+    const t0 = Date.now();
+    await start(p, 'seq 1 20000', 'lines');
+    const out = page.locator('#node-output');
+    await expect.poll(() => page.locator('#node-exit').textContent(), { timeout: 30_000 }).toBe('Exited with status 0');
+    await out.locator('.node-stdout', { hasText: /^20000$/ }).waitFor();
+    const shown = await out.evaluate((log) => ({
+      numbers: [...log.querySelectorAll('.node-stdout')].map((l) => Number(l.textContent)),
+      bottom: log.scrollHeight - log.scrollTop - log.clientHeight,
+    }));
+    expect(shown.numbers.length).toBeGreaterThan(500);
+    expect(shown.numbers.length).toBeLessThanOrEqual(5000);
+    // in order (not necessarily consecutive: the agent keeps the last 1,000 entries of a job's
+    // stream list, so a reader slower than `seq` misses some upstream of the page)
+    expect(shown.numbers.every((n, i) => i === 0 || n > shown.numbers[i - 1])).toBe(true);
+    expect(shown.numbers.at(-1)).toBe(20000);
+    expect(shown.bottom).toBeLessThan(2);
+    const elapsed = Date.now() - t0;
+    await shot(p, 'node-many-lines');
+    p.expectClean();
+    await p.close();
+    expect(elapsed).toBeLessThan(20_000);
+  });
+
   it('a hub without an agent: no Node link, and the page says how to get one', async () => {
     const lone = await startHub({ netns: ns });
     try {

@@ -79,7 +79,7 @@ export default async function render(main, params, ctx) {
     const command = el('input', { id: 'node-command', name: 'command', type: 'text', autocomplete: 'off', spellcheck: 'false',
       placeholder: 'echo hello', 'aria-describedby': 'node-command-hint', class: 'mono' });
     const name = el('input', { id: 'node-name', name: 'name', type: 'text', autocomplete: 'off', spellcheck: 'false',
-      placeholder: 'web', 'aria-describedby': 'node-name-hint' });
+      placeholder: 'web', maxlength: '63', 'aria-describedby': 'node-name-hint' });
     const error = el('div', { class: 'alert alert-error', id: 'node-form-error', role: 'alert', hidden: '' });
     const submit = el('button', { type: 'submit', class: 'btn btn-primary' }, 'Start container');
     const f = el('form', { class: 'node-form', novalidate: '' },
@@ -130,7 +130,10 @@ export default async function render(main, params, ctx) {
         refresh();
       } catch (err) {
         if (stopped) return;
-        showError(err.message || String(err));
+        const message = err.message || String(err);
+        // the hub names the field it refuses ("name: …", "flist: …", "command: …")
+        const which = /^(name|flist|command):/.exec(message)?.[1];
+        showError(message, which === 'name' ? name : which === 'command' ? command : which === 'flist' ? (select.disabled ? url : select) : null);
         status.textContent = '';
       } finally {
         submit.disabled = false;
@@ -171,13 +174,17 @@ export default async function render(main, params, ctx) {
     }
     if (!count) {
       select.replaceChildren(el('option', { value: '' }, 'No flists on this hub yet'));
+      if (wanted) {
+        form.url.value = wanted;
+        select.disabled = true;
+      }
       return;
     }
     select.replaceChildren(el('option', { value: '' }, `Choose an flist (${count} on this hub)…`), ...groups);
     if (wanted) {
       if ([...select.options].some((o) => o.value === wanted)) select.value = wanted;
-      else if (/^https?:\/\//.test(wanted)) {
-        form.url.value = wanted;
+      else {
+        form.url.value = wanted; // a URL, or an flist the list does not show
         select.disabled = true;
       }
     }
@@ -189,9 +196,7 @@ export default async function render(main, params, ctx) {
     const log = el('div', { class: 'node-log', id: 'node-output', role: 'log', 'aria-live': 'polite', 'aria-label': 'Command output', tabindex: '0' });
     const exit = el('p', { class: 'node-exit', id: 'node-exit', role: 'status', 'aria-live': 'polite' });
     const clear = el('button', { type: 'button', class: 'btn btn-small btn-quiet' }, 'Clear');
-    clear.addEventListener('click', () => {
-      log.replaceChildren();
-    });
+    clear.addEventListener('click', () => clearLines());
     const card = el('section', { class: 'card node-output', 'aria-labelledby': 'node-output-title' },
       el('div', { class: 'card-head node-output-head' },
         el('h2', { id: 'node-output-title' }, 'Output'),
@@ -202,15 +207,34 @@ export default async function render(main, params, ctx) {
     return { card, meta, log, exit };
   }
 
+  // Lines are queued and added once per animation frame: a fast command (or the replay of 5,000
+  // kept lines) costs one layout per frame, not one per line.
+  let pending = [];
+  let frame = 0;
   function appendLine(streamNo, text) {
+    pending.push([streamNo, text]);
+    if (!frame) frame = requestAnimationFrame(flushLines);
+  }
+  function flushLines() {
+    frame = 0;
     const { log } = output;
     const atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 24;
-    const line = el('div', { class: streamNo === 2 ? 'node-line node-stderr' : 'node-line node-stdout' });
-    if (streamNo === 2) line.append(el('span', { class: 'visually-hidden' }, 'stderr: '));
-    line.append(text);
-    log.append(line);
-    while (log.childElementCount > MAX_LINES) log.firstElementChild.remove();
+    const batch = pending.length > MAX_LINES ? pending.slice(-MAX_LINES) : pending;
+    pending = [];
+    const frag = document.createDocumentFragment();
+    for (const [streamNo, text] of batch) {
+      const line = el('div', { class: streamNo === 2 ? 'node-line node-stderr' : 'node-line node-stdout' });
+      if (streamNo === 2) line.append(el('span', { class: 'visually-hidden' }, 'stderr: '));
+      line.append(text);
+      frag.append(line);
+    }
+    log.append(frag);
+    for (let extra = log.childElementCount - MAX_LINES; extra > 0; extra--) log.firstElementChild.remove();
     if (atBottom) log.scrollTop = log.scrollHeight;
+  }
+  function clearLines() {
+    pending = [];
+    output.log.replaceChildren();
   }
 
   function setExit(text, kind) {
@@ -228,7 +252,7 @@ export default async function render(main, params, ctx) {
       el('code', {}, command));
     let attempts = 0;
     const open = () => {
-      output.log.replaceChildren(); // the server sends the lines so far first
+      clearLines(); // the server sends the lines so far first
       setExit('Running…', 'running');
       let ended = false;
       const es = ctx.api.events(`/api/node/jobs/${encodeURIComponent(job)}/output`);
@@ -238,6 +262,7 @@ export default async function render(main, params, ctx) {
       });
       es.on('skipped', (d) => {
         const n = d && typeof d === 'object' ? d.lines : 0;
+        flushLines();
         output.log.append(el('div', { class: 'node-line node-skipped' }, `… ${n || 'some'} earlier line${n === 1 ? '' : 's'} not kept`));
       });
       es.on('end', (d) => {
@@ -519,6 +544,7 @@ export default async function render(main, params, ctx) {
     clearTimeout(timer);
     if (stream) stream.es?.close();
     stream = null;
+    cancelAnimationFrame(frame);
     confirm.close();
   };
 }
