@@ -9,7 +9,6 @@
 // test/helpers/netns-port.ts relays the same 127.0.0.1:<port> on the host's loopback to the
 // namespace through a unix socket (a file, reachable from both). The hub's URL is then the same
 // on both sides, and the test uses plain fetch.
-import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -18,7 +17,7 @@ import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Client } from '../src/agent/client';
 import { readMounts } from '../src/fs/mounts';
-import { type AgentProcess, makeNetns, startAgent } from './helpers/agent';
+import { type AgentProcess, leftovers, makeNetns, startAgent } from './helpers/agent';
 import { g8os, ROOT } from './helpers/cli';
 import { type HubProcess, startHub } from './helpers/hub';
 import { type ExposedPort, exposeNetnsPort } from './helpers/netns-port';
@@ -142,22 +141,6 @@ async function until(what: string, fn: () => boolean | Promise<boolean>, ms = 30
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 100));
   }
-}
-
-/** What containers leave behind: mounts under the agent's data dir, veths, cgroups, container dirs. */
-function leftovers(a: AgentProcess): string[] {
-  const out: string[] = [];
-  for (const m of readMounts()) if (m.mountPoint.startsWith(`${a.data}/`)) out.push(`mount ${m.mountPoint}`);
-  const links = execFileSync('ip', ['-n', a.netns!, '-o', 'link'], { encoding: 'utf8' });
-  for (const l of links.split('\n')) if (/\bg8c/.test(l)) out.push(`link ${l.split(':')[1].trim()}`);
-  const instance = `g8os-${crypto.createHash('sha1').update(a.data).digest('hex').slice(0, 8)}-c`;
-  for (const ctl of ['pids', 'memory', 'cpu']) {
-    const dir = `/sys/fs/cgroup/${ctl}/g8os`;
-    if (fs.existsSync(dir)) for (const n of fs.readdirSync(dir)) if (n.startsWith(instance)) out.push(`cgroup ${ctl}/${n}`);
-  }
-  const cdir = path.join(a.data, 'containers');
-  if (fs.existsSync(cdir)) for (const n of fs.readdirSync(cdir)) out.push(`dir ${n}`);
-  return out;
 }
 
 /** Every file under a directory, relative, skipping hidden ones (the hub does not serve them). */

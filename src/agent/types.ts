@@ -36,6 +36,13 @@ export interface Result {
   code: number;
 }
 
+/** The process exit status a job's result stands for: 0, the process's own (code - 1000), else 1. */
+export function exitStatus(r: Result): number {
+  if (r.state === 'SUCCESS') return 0;
+  if (r.code >= 1000) return Math.min(r.code - 1000, 255);
+  return 1;
+}
+
 /** Message levels (§6). */
 export const LEVEL = {
   STDOUT: 1,

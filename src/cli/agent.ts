@@ -2,7 +2,7 @@
 import path from 'node:path';
 import { Command } from 'commander';
 import type { Client, Response } from '../agent/client';
-import type { Result } from '../agent/types';
+import { exitStatus, type Result } from '../agent/types';
 import { parseMeta, UsageError } from './util';
 
 const DEFAULT_AGENT = 'redis://127.0.0.1:6379';
@@ -26,13 +26,6 @@ async function open(o: AgentFlags): Promise<Client> {
 function parseInt10(s: string, what: string): number {
   if (!/^\d+$/.test(s)) throw new UsageError(`${what} ${JSON.stringify(s)}: expected a number`);
   return Number(s);
-}
-
-/** The process exit status a job's result stands for. */
-export function exitStatus(r: Result): number {
-  if (r.state === 'SUCCESS') return 0;
-  if (r.code >= 1000) return Math.min(r.code - 1000, 255);
-  return 1;
 }
 
 /** Streams a job's stdout/stderr live, then returns its result. */

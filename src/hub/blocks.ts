@@ -61,7 +61,7 @@ export async function readBody(req: Request, max: number): Promise<Buffer> {
 }
 
 /** True when an If-None-Match / If-Range list names this ETag (weak comparison). */
-function matchesEtag(header: string, etag: string): boolean {
+export function matchesEtag(header: string, etag: string): boolean {
   return header.split(',').some((t) => {
     const v = t.trim();
     return v === '*' || v === etag || v === `W/${etag}`;

@@ -8,7 +8,7 @@
 import crypto from 'node:crypto';
 import type { NextFunction, Request, Response } from 'express';
 import { Client, Response as AgentResponse, ResultError } from '../agent/client';
-import type { Result } from '../agent/types';
+import { exitStatus, type Result } from '../agent/types';
 import { type Hub, bearer, route, sendJson, success } from './app';
 import { readBody } from './blocks';
 import { findFlist } from './views';
@@ -30,13 +30,6 @@ const PING_MS = 15_000;
 const MAX_BODY = 256 * 1024;
 const IDLE_CLIENTS = 4;
 const HOSTNAME = /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
-
-/** The process exit status a job's result stands for. */
-export function exitStatus(r: Result): number {
-  if (r.state === 'SUCCESS') return 0;
-  if (r.code >= 1000) return Math.min(r.code - 1000, 255);
-  return 1;
-}
 
 // -- the agent -------------------------------------------------------------------------------
 

@@ -6,11 +6,15 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { NextFunction, Request, Response } from 'express';
+import { repoRoot } from '../agent/containers/rootfs';
+import { modeString } from '../cli/util';
 import { storeFromBackend } from '../flist/backend';
 import { FlistError } from '../flist/archive';
 import { type Gen2Reader, openGen2 } from '../flist/reader';
+import { entrypointOf, environOf } from '../flist/runmeta';
 import { type Entry, relPath, S_IFMT, S_IFDIR, S_IFLNK, S_IFCHR, S_IFBLK, S_IFIFO, S_IFSOCK } from '../flist/types';
 import { type Hub, route, sendJson } from './app';
+import { matchesEtag } from './blocks';
 import { checkName, HubError, splitTarget, type Registry, type RegistryEntry } from './registry';
 import { findEntry, findFlist, knownUser } from './views';
 
@@ -41,14 +45,6 @@ const TYPES: Record<string, string> = {
 export const SEARCH_LIMIT = 200;
 /** Open flist readers kept (each may hold an extracted database in a temp dir). */
 const READERS = 8;
-
-/** The repository root: the directory holding package.json, web/ and node_modules/. */
-function repoRoot(): string {
-  for (let d = __dirname; ; d = path.dirname(d)) {
-    if (fs.existsSync(path.join(d, 'package.json')) && fs.existsSync(path.join(d, 'src', 'hub'))) return d;
-    if (path.dirname(d) === d) return path.resolve(__dirname, '../../..');
-  }
-}
 
 // -- static files ----------------------------------------------------------------------------
 
@@ -101,7 +97,7 @@ class Files {
     res.setHeader('ETag', f.etag);
     res.setHeader('Content-Type', type ?? TYPES[path.extname(file).toLowerCase()] ?? 'application/octet-stream');
     const inm = req.headers['if-none-match'];
-    if (inm && inm.split(',').some((t) => t.trim() === f.etag || t.trim() === `W/${f.etag}` || t.trim() === '*')) {
+    if (inm && matchesEtag(inm, f.etag)) {
       res.status(304).end();
       return true;
     }
@@ -307,15 +303,6 @@ const TYPE_NAMES: Record<number, string> = {
   [S_IFDIR]: 'dir', [S_IFLNK]: 'symlink', [S_IFCHR]: 'char', [S_IFBLK]: 'block', [S_IFIFO]: 'fifo', [S_IFSOCK]: 'socket',
 };
 
-/** "drwxr-xr-x" (setuid/setgid/sticky as s/S, t/T). */
-export function modeText(mode: number): string {
-  const t = mode & S_IFMT;
-  const type = t === S_IFDIR ? 'd' : t === S_IFLNK ? 'l' : t === S_IFCHR ? 'c' : t === S_IFBLK ? 'b' : t === S_IFIFO ? 'p' : t === S_IFSOCK ? 's' : '-';
-  const rwx = (bits: number, special: boolean, ch: string): string =>
-    (bits & 4 ? 'r' : '-') + (bits & 2 ? 'w' : '-') + (special ? (bits & 1 ? ch : ch.toUpperCase()) : bits & 1 ? 'x' : '-');
-  return type + rwx((mode >> 6) & 7, (mode & 0o4000) !== 0, 's') + rwx((mode >> 3) & 7, (mode & 0o2000) !== 0, 's') + rwx(mode & 7, (mode & 0o1000) !== 0, 't');
-}
-
 export interface TreeEntry {
   name: string;
   path: string;
@@ -337,7 +324,7 @@ export function treeEntry(e: Entry): TreeEntry {
   const type = (e.kind === 'file' ? 'file' : (TYPE_NAMES[e.mode & S_IFMT] ?? 'file')) as TreeEntry['type'];
   const out: TreeEntry = {
     name: e.name, path: `/${e.path}`, type, size: e.kind === 'dir' ? 0 : e.size,
-    mode: e.mode, modeText: modeText(e.mode),
+    mode: e.mode, modeText: modeString(e.mode),
     uid: e.uid, gid: e.gid, user: e.uname || String(e.uid), group: e.gname || String(e.gid), mtime: e.mtime,
   };
   if (e.target !== undefined) out.target = e.target;
@@ -358,15 +345,10 @@ export function uiMetadata(rows: Record<string, string>): Record<string, unknown
   };
   const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
   const out: Record<string, unknown> = {};
-  if (rows.entrypoint) {
-    const e = json('entrypoint');
-    // as the agent runs it: a JSON list, or a string for /bin/sh -c
-    if (Array.isArray(e) && e.length && e.every((x) => typeof x === 'string')) out.entrypoint = e;
-    else if (typeof e === 'string' && e) out.entrypoint = ['/bin/sh', '-c', e];
-    else if (e === undefined) out.entrypoint = ['/bin/sh', '-c', rows.entrypoint];
-  }
-  const environ = rows.environ ? json('environ') : undefined;
-  if (isObject(environ)) out.environ = Object.fromEntries(Object.entries(environ).map(([k, v]) => [k, String(v)]));
+  // as the agent runs it (a string entrypoint goes to /bin/sh -c)
+  const entrypoint = entrypointOf(rows);
+  if (entrypoint) out.entrypoint = entrypoint;
+  if (rows.environ) out.environ = environOf(rows);
   const port = rows.port ? json('port') : undefined;
   if (isObject(port)) out.port = port;
   const volume = rows.volume ? json('volume') : undefined;
@@ -492,15 +474,6 @@ export function webApi(hub: Hub): ReaderCache {
 
 /** Counts below the root (the root itself is not counted). */
 function wholeStats(r: Gen2Reader): UiStats {
-  const s: UiStats = { files: 0, dirs: 0, symlinks: 0, specials: 0, bytes: 0 };
-  for (const e of r.walk()) {
-    if (e.path === '') continue;
-    if (e.kind === 'dir') s.dirs++;
-    else if (e.kind === 'file') {
-      s.files++;
-      s.bytes += e.size;
-    } else if (e.kind === 'link') s.symlinks++;
-    else s.specials++;
-  }
-  return s;
+  const s = r.stats();
+  return { files: s.files, dirs: s.dirs - 1, symlinks: s.symlinks, specials: s.specials, bytes: s.bytes };
 }

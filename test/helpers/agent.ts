@@ -2,11 +2,13 @@
 // optionally inside a network namespace the test creates, so containers' bridge, veths and
 // nftables rules never touch the host's network.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll } from 'vitest';
 import { Client } from '../../src/agent/client';
+import { readMounts } from '../../src/fs/mounts';
 import { BIN } from './cli';
 import { freePort } from './redis';
 
@@ -46,6 +48,22 @@ export function makeNetns(tag: string): string {
     }
   });
   return name;
+}
+
+/** What an agent's containers leave behind: mounts under its data dir, veths in its namespace, cgroups, container dirs. */
+export function leftovers(a: Pick<AgentProcess, 'data' | 'netns'>): string[] {
+  const out: string[] = [];
+  for (const m of readMounts()) if (m.mountPoint.startsWith(`${a.data}/`)) out.push(`mount ${m.mountPoint}`);
+  const links = execFileSync('ip', [...(a.netns ? ['-n', a.netns] : []), '-o', 'link'], { encoding: 'utf8' });
+  for (const l of links.split('\n')) if (/\bg8c/.test(l)) out.push(`link ${l.split(':')[1].trim()}`);
+  const instance = `g8os-${crypto.createHash('sha1').update(a.data).digest('hex').slice(0, 8)}-c`;
+  for (const ctl of ['pids', 'memory', 'cpu']) {
+    const dir = `/sys/fs/cgroup/${ctl}/g8os`;
+    if (fs.existsSync(dir)) for (const n of fs.readdirSync(dir)) if (n.startsWith(instance)) out.push(`cgroup ${ctl}/${n}`);
+  }
+  const cdir = path.join(a.data, 'containers');
+  if (fs.existsSync(cdir)) for (const n of fs.readdirSync(cdir)) out.push(`dir ${n}`);
+  return out;
 }
 
 /** The redis-server of an agent that was SIGKILLed outlives it. */

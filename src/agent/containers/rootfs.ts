@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { storeFromBackend } from '../../flist/backend';
 import { openFlist } from '../../flist/open';
+import { entrypointOf, environOf } from '../../flist/runmeta';
 import { openStore } from '../../store';
 import { detach, mountAt, processAlive, unmount } from '../../fs/mounts';
 
@@ -37,25 +38,8 @@ export async function inspectFlist(source: string, storageUrl: string | undefine
   const r = await openFlist(source);
   try {
     const meta = r.metadata();
-    let environ: Record<string, string> = {};
-    if (meta.environ) {
-      try {
-        const e = JSON.parse(meta.environ) as unknown;
-        if (e && typeof e === 'object' && !Array.isArray(e)) environ = Object.fromEntries(Object.entries(e).map(([k, v]) => [k, String(v)]));
-      } catch {
-        // a malformed environ is ignored, as the hub would not write one
-      }
-    }
-    let entrypoint: string[] | undefined;
-    if (meta.entrypoint) {
-      try {
-        const e = JSON.parse(meta.entrypoint) as unknown;
-        if (Array.isArray(e) && e.length && e.every((x) => typeof x === 'string')) entrypoint = e as string[];
-        else if (typeof e === 'string' && e) entrypoint = ['/bin/sh', '-c', e];
-      } catch {
-        entrypoint = ['/bin/sh', '-c', meta.entrypoint];
-      }
-    }
+    const environ = environOf(meta);
+    const entrypoint = entrypointOf(meta);
     const seen = new Map<string, Buffer>();
     for (const e of r.walk()) for (const b of e.blocks ?? []) seen.set(b.id.toString('hex'), b.id);
     const ids = [...seen.values()];
