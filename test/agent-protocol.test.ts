@@ -377,6 +377,9 @@ describe('agent process', () => {
     expect(r.code).toBe(7);
     expect(r.stdout).toBe('out\n');
     expect(r.stderr).toBe('err\n');
+    // a fast writer loses nothing to a reader that starts after it
+    const many = await g8os(['system', '--agent', agent.socket, '--', 'seq', '1', '20000']);
+    expect(many.stdout).toBe(Array.from({ length: 20000 }, (_, i) => `${i + 1}\n`).join(''));
     const none = await g8os(['ping', '--agent', 'redis://127.0.0.1:1']);
     expect(none.code).toBe(1);
     expect(none.stderr).toMatch(/cannot connect/);

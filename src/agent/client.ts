@@ -101,17 +101,23 @@ export class Response {
   /** Calls back with every message of a job started with `stream: true`, until it ends. */
   async stream(cb: (level: number, text: string, flags: number) => void, idleSeconds = 10): Promise<void> {
     const r = this.client.blocking();
+    const key = streamKey(this.id);
     for (;;) {
-      const got = await r.blpop(streamKey(this.id), idleSeconds);
+      const got = await r.blpop(key, idleSeconds);
       if (got === null) {
         if (!(await this.running())) return;
         continue;
       }
-      const e = JSON.parse(got[1]) as StreamEntry;
-      const meta = e.message.meta;
-      const flags = meta & 0xffff;
-      cb(meta >> 16, e.message.message, flags);
-      if (flags & (STREAM_FLAG.EXIT_SUCCESS | STREAM_FLAG.EXIT_ERROR)) return;
+      // drain what else is there in one round trip: the agent keeps only the last 1000 entries,
+      // so a reader taking one entry per round trip falls behind a fast writer and loses lines
+      const more = (await r.lpop(key, 1000)) ?? [];
+      for (const raw of [got[1], ...more]) {
+        const e = JSON.parse(raw) as StreamEntry;
+        const meta = e.message.meta;
+        const flags = meta & 0xffff;
+        cb(meta >> 16, e.message.message, flags);
+        if (flags & (STREAM_FLAG.EXIT_SUCCESS | STREAM_FLAG.EXIT_ERROR)) return;
+      }
     }
   }
 }
