@@ -123,6 +123,13 @@ describe('the node page', () => {
     expect(await p.page.locator('main').getByRole('link', { name: 'Log in', exact: true }).getAttribute('href')).toBe('/login?next=%2Fnode');
     expect(await p.page.locator('form.node-form').count()).toBe(0);
     await shot(p, 'node-logged-out');
+    // logging in from there comes back to the node page
+    await p.page.locator('main').getByRole('link', { name: 'Log in', exact: true }).click();
+    await p.page.getByLabel('Token').fill(token);
+    await p.page.getByRole('button', { name: 'Log in' }).click();
+    await p.page.locator('form.node-form').waitFor();
+    expect(new URL(p.page.url()).pathname).toBe('/node');
+    await p.page.evaluate(() => localStorage.clear());
     p.expectClean();
     await p.close();
   });
@@ -254,8 +261,12 @@ describe('the node page', () => {
 
   it('a start that fails shows the agent\'s error next to the form, and leaves nothing', async () => {
     const p = await browser.page(hub.url, { token });
-    // /node?flist=… (a link from an flist's page) picks that flist in the form
-    await p.goto(`/node?flist=${encodeURIComponent(FLIST)}`);
+    // the flist's page links to the node page with that flist picked in the form
+    await p.goto(`/${FLIST}.md`);
+    const run = p.page.locator('#run-on-node');
+    await run.waitFor();
+    expect(await run.getAttribute('href')).toBe(`/node?flist=${encodeURIComponent(FLIST)}`);
+    await run.click();
     const { page } = p;
     await expect.poll(() => page.getByLabel('Flist', { exact: true }).inputValue()).toBe(FLIST);
     await page.getByLabel('or an flist URL').fill('http://127.0.0.1:1/x/y.flist');

@@ -69,7 +69,8 @@ export default async function render(main, params, ctx) {
     h('h2', { id: 'use-h' }, 'Use it'),
     commandBox('Mount it (files are fetched on first read)', `g8os mount ${url} /mnt/${short}`, ctx.notify),
     commandBox('Run a shell in a container from it', `g8os container run ${url} -- sh`, ctx.notify),
-    Array.isArray(md.entrypoint) && md.entrypoint.length ? commandBox('Run its entrypoint', `g8os container run ${url}`, ctx.notify) : null));
+    Array.isArray(md.entrypoint) && md.entrypoint.length ? commandBox('Run its entrypoint', `g8os container run ${url}`, ctx.notify) : null,
+    nodeLink(user, name)));
 
   // -- metadata (right)
   right.append(metadataCard(f, md));
@@ -251,3 +252,16 @@ function treeItem(ctx, base, e, depth) {
   return li;
 }
 
+
+/** "Run on this node" when the hub runs beside an agent (filled in once /api/node answers). */
+function nodeLink(user, name) {
+  const slot = h('p', { class: 'btn-row' });
+  fetch('/api/node', { headers: { Accept: 'application/json' }, cache: 'no-store' })
+    .then((r) => (r.ok ? r.json() : null))
+    .then((body) => {
+      if (body && body.available === true)
+        slot.append(h('a', { href: `/node?flist=${encodeURIComponent(`${user}/${name}`)}`, class: 'btn btn-primary', id: 'run-on-node' }, 'Run on this node'));
+    })
+    .catch(() => undefined);
+  return slot;
+}

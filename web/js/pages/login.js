@@ -53,6 +53,9 @@ export default async function render(main, params, ctx) {
     out.replaceChildren(h('div', { class: 'alert alert-ok', role: 'status' }, 'Logged in as ', h('strong', { id: 'login-user' }, user), '. ',
       h('a', { href: '/me' }, 'Go to your repository'), ' or ', h('a', { href: '/upload' }, 'upload a tarball'), '.'));
     ctx.notify(previous && previous !== token ? `Switched to ${user}` : `Logged in as ${user}`, 'success');
+    // back to the page that sent us here (a path on this hub only)
+    const next = new URLSearchParams(location.search).get('next');
+    if (next && next.startsWith('/') && !next.startsWith('//')) ctx.navigate(next, { replace: true });
   });
   if (!current) input.focus();
 }
