@@ -216,6 +216,31 @@ describe('the node page', () => {
     expect(Date.now() - t0).toBeLessThan(60_000);
   }, 90_000);
 
+  it('the whole journey in the browser: log in, upload a rootfs, inspect it, run a container from its page, see the output', async () => {
+    const p = await browser.page(hub.url);
+    const { page } = p;
+    await p.goto('/login');
+    await page.getByLabel('Token').fill(token);
+    await page.getByRole('button', { name: 'Log in' }).click();
+    await page.locator('#login-user').waitFor();
+    await p.goto('/upload');
+    await page.getByLabel('File', { exact: true }).setInputFiles(path.join(tmp, 'busybox.tar.gz'));
+    await page.getByLabel('Flist name (optional)').fill('journey');
+    await page.getByRole('button', { name: 'Upload' }).click();
+    await page.waitForURL('**/alice/journey.flist.md', { timeout: 60_000 });
+    await page.getByRole('button', { name: /bin/ }).first().click(); // the tree opens /bin
+    await page.getByText('busybox', { exact: true }).first().waitFor();
+    await page.locator('#run-on-node').click();
+    await expect.poll(() => page.getByLabel('Flist', { exact: true }).inputValue()).toBe('alice/journey.flist');
+    await page.getByLabel('Command', { exact: true }).fill('echo journey done');
+    await page.getByRole('button', { name: 'Start container' }).click();
+    await page.locator('#node-output .node-stdout', { hasText: 'journey done' }).waitFor({ timeout: 30_000 });
+    await expect.poll(() => page.locator('#node-exit').textContent(), { timeout: 20_000 }).toBe('Exited with status 0');
+    await shot(p, 'node-journey');
+    p.expectClean();
+    await p.close();
+  }, 120_000);
+
   it('a command with 20,000 lines: the panel keeps at most 5,000, in order, and follows the bottom', async () => {
     const p = await browser.page(hub.url, { token });
     await p.goto('/node');
