@@ -11,7 +11,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Client } from '../src/agent/client';
 import type { Result } from '../src/agent/types';
 import { readMounts } from '../src/fs/mounts';
-import { type AgentProcess, inNetns, makeNetns, startAgent } from './helpers/agent';
+import { type AgentProcess, inNetns, leftovers, makeNetns, startAgent } from './helpers/agent';
 import { BIN, g8os } from './helpers/cli';
 import { type HubProcess, startHub } from './helpers/hub';
 import { busyboxRootfsTar } from './helpers/tarballs';
@@ -49,21 +49,6 @@ function run(argv: string[], opts: { timeoutMs?: number } = {}): Promise<{ code:
 /** `g8os container …` against the test agent. */
 const cli = (args: string[], opts?: { timeoutMs?: number }) => run([process.execPath, BIN, ...args.slice(0, 2), '--agent', agent.socket, ...args.slice(2)], opts);
 
-/** What containers leave behind: mounts under the agent's data dir, veths, cgroups, processes. */
-function leftovers(a: AgentProcess): string[] {
-  const out: string[] = [];
-  for (const m of readMounts()) if (m.mountPoint.startsWith(`${a.data}/`)) out.push(`mount ${m.mountPoint}`);
-  const links = execFileSync('ip', ['-n', a.netns!, '-o', 'link'], { encoding: 'utf8' });
-  for (const l of links.split('\n')) if (/\bg8c/.test(l)) out.push(`link ${l.split(':')[1].trim()}`);
-  const instance = `g8os-${crypto.createHash('sha1').update(a.data).digest('hex').slice(0, 8)}-c`;
-  for (const ctl of ['pids', 'memory', 'cpu']) {
-    const dir = `/sys/fs/cgroup/${ctl}/g8os`;
-    if (fs.existsSync(dir)) for (const n of fs.readdirSync(dir)) if (n.startsWith(instance)) out.push(`cgroup ${ctl}/${n}`);
-  }
-  const cdir = path.join(a.data, 'containers');
-  if (fs.existsSync(cdir)) for (const n of fs.readdirSync(cdir)) out.push(`dir ${n}`);
-  return out;
-}
 
 async function until(what: string, fn: () => boolean | Promise<boolean>, ms = 20_000): Promise<void> {
   const end = Date.now() + ms;

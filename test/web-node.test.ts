@@ -9,8 +9,7 @@
 // /usr/bin/chromium wrapper script keep across their exec, so a two-line wrapper script given as
 // the executable is all it takes. launchBrowser() (test/helpers/browser.ts) always passes
 // /usr/bin/chromium, so chromium.launch is pointed at the wrapper while it starts the browser.
-import { execFile, execFileSync } from 'node:child_process';
-import crypto from 'node:crypto';
+import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -19,7 +18,7 @@ import { chromium } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Client } from '../src/agent/client';
 import { readMounts } from '../src/fs/mounts';
-import { type AgentProcess, inNetns, makeNetns, startAgent } from './helpers/agent';
+import { type AgentProcess, inNetns, leftovers, makeNetns, startAgent } from './helpers/agent';
 import { CHROMIUM, launchBrowser, type TestBrowser, type WebPage } from './helpers/browser';
 import { BIN } from './helpers/cli';
 import { type HubProcess, startHub } from './helpers/hub';
@@ -47,21 +46,6 @@ async function browserInNetns(netns: string, dir: string): Promise<TestBrowser> 
   }
 }
 
-/** What containers leave behind: mounts under the agent's data dir, veths, cgroups, dirs (as agent-e2e). */
-function leftovers(a: AgentProcess): string[] {
-  const out: string[] = [];
-  for (const m of readMounts()) if (m.mountPoint.startsWith(`${a.data}/`)) out.push(`mount ${m.mountPoint}`);
-  const links = execFileSync('ip', ['-n', a.netns!, '-o', 'link'], { encoding: 'utf8' });
-  for (const l of links.split('\n')) if (/\bg8c/.test(l)) out.push(`link ${l.split(':')[1].trim()}`);
-  const instance = `g8os-${crypto.createHash('sha1').update(a.data).digest('hex').slice(0, 8)}-c`;
-  for (const ctl of ['pids', 'memory', 'cpu']) {
-    const dir = `/sys/fs/cgroup/${ctl}/g8os`;
-    if (fs.existsSync(dir)) for (const n of fs.readdirSync(dir)) if (n.startsWith(instance)) out.push(`cgroup ${ctl}/${n}`);
-  }
-  const cdir = path.join(a.data, 'containers');
-  if (fs.existsSync(cdir)) for (const n of fs.readdirSync(cdir)) out.push(`dir ${n}`);
-  return out;
-}
 
 /** A full-page screenshot taken from the top (a scrolled page puts the sticky header mid-picture). */
 async function shot(p: WebPage, name: string): Promise<void> {

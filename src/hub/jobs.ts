@@ -52,25 +52,13 @@ export class Job {
 
   /** Replay everything so far, then follow until the final event. */
   listen(req: Request, res: Response): void {
-    res.status(200);
-    res.setHeader('Content-Type', 'text/event-stream');
-    res.setHeader('Cache-Control', 'no-cache');
-    res.setHeader('X-Accel-Buffering', 'no'); // proxies must not hold events back
-    res.flushHeaders();
+    startEvents(res);
     for (const e of this.events) res.write(frame(e));
     if (this.done) {
       res.end();
       return;
     }
-    this.listeners.add(res);
-    const ping = setInterval(() => res.write(': ping\n\n'), PING_MS);
-    ping.unref();
-    const drop = (): void => {
-      clearInterval(ping);
-      this.listeners.delete(res);
-    };
-    req.on('close', drop);
-    res.on('close', drop);
+    follow(req, res, this.listeners);
   }
 
   private emit(e: JobEvent): void {
@@ -139,4 +127,26 @@ export function jobsOf(hub: Hub): Jobs {
   });
   jobs = table;
   return jobs;
+}
+
+/** Server-sent events: the response headers, sent at once. */
+export function startEvents(res: Response): void {
+  res.status(200);
+  res.setHeader('Content-Type', 'text/event-stream');
+  res.setHeader('Cache-Control', 'no-cache');
+  res.setHeader('X-Accel-Buffering', 'no'); // proxies must not hold events back
+  res.flushHeaders();
+}
+
+/** Keeps an event stream in `listeners` until either side closes it, with keep-alive comments. */
+export function follow(req: Request, res: Response, listeners: Set<Response>): void {
+  listeners.add(res);
+  const ping = setInterval(() => res.write(': ping\n\n'), PING_MS);
+  ping.unref();
+  const drop = (): void => {
+    clearInterval(ping);
+    listeners.delete(res);
+  };
+  req.on('close', drop);
+  res.on('close', drop);
 }

@@ -11,6 +11,7 @@ import { Client, Response as AgentResponse, ResultError } from '../agent/client'
 import { exitStatus, type Result } from '../agent/types';
 import { type Hub, bearer, route, sendJson, success } from './app';
 import { readBody } from './blocks';
+import { follow, startEvents } from './jobs';
 import { findFlist } from './views';
 import { flistName, HubError } from './registry';
 
@@ -26,7 +27,6 @@ export const MAX_LINES = 5000;
 export const KEEP_FINISHED_MS = 5 * 60_000;
 /** The hub's own queries (job.list, …) carry this tag, so the jobs list can leave them out. */
 const HUB_TAG = 'g8os-hub-query';
-const PING_MS = 15_000;
 const MAX_BODY = 256 * 1024;
 const IDLE_CLIENTS = 4;
 const HOSTNAME = /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
@@ -202,11 +202,7 @@ class NodeJob {
 
   /** Everything after Last-Event-ID (all when absent), then live lines, then `end`. */
   listen(req: Request, res: Response): void {
-    res.status(200);
-    res.setHeader('Content-Type', 'text/event-stream');
-    res.setHeader('Cache-Control', 'no-cache');
-    res.setHeader('X-Accel-Buffering', 'no');
-    res.flushHeaders();
+    startEvents(res);
     const last = Number(req.headers['last-event-id']);
     const after = Number.isInteger(last) && last > 0 ? last : 0;
     const first = this.lines.length ? this.lines[0].seq : this.seq + 1;
@@ -218,15 +214,7 @@ class NodeJob {
       res.end(endFrame(this.end));
       return;
     }
-    this.listeners.add(res);
-    const ping = setInterval(() => res.write(': ping\n\n'), PING_MS);
-    ping.unref();
-    const drop = (): void => {
-      clearInterval(ping);
-      this.listeners.delete(res);
-    };
-    req.on('close', drop);
-    res.on('close', drop);
+    follow(req, res, this.listeners);
   }
 
   /** Listeners are ended (hub stopping). */
