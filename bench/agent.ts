@@ -15,16 +15,17 @@ import { Client } from '../src/agent/client';
 import { defaultConfig } from '../src/agent/config';
 import type { Result } from '../src/agent/types';
 import { busyboxRootfsTar } from '../test/helpers/tarballs';
+import { type Bar, type Plot } from './plot';
 import { type BenchResult, type Context, fmtSpread, freePort, log, measure, MiB, onCleanup, REPO, repeat, roundSpread, spread, type Table, withTmpfs } from './lib';
 
 const G8OS = path.join(REPO, 'bin', 'g8os');
 const MAX_JOBS = defaultConfig().main.max_jobs; // the agent's concurrency bound; the spawn baseline gets the same
 const CONCURRENT = 50;
 
-const secondsSince = (t0: bigint): number => Number(process.hrtime.bigint() - t0) / 1e9;
+export const secondsSince = (t0: bigint): number => Number(process.hrtime.bigint() - t0) / 1e9;
 
 
-function procStatus(pid: number, field: 'VmHWM' | 'VmRSS'): number {
+export function procStatus(pid: number, field: 'VmHWM' | 'VmRSS'): number {
   try {
     const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
     return m ? Number(m[1]) / 1024 : NaN;
@@ -34,7 +35,7 @@ function procStatus(pid: number, field: 'VmHWM' | 'VmRSS'): number {
 }
 
 /** Every process below `root` (by /proc ppid links). */
-function descendants(root: number): number[] {
+export function descendants(root: number): number[] {
   const kids = new Map<number, number[]>();
   for (const e of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(e)) continue;
@@ -61,7 +62,7 @@ function cmdline(pid: number): string[] {
 }
 
 /** Mount points at or below dir (deepest first), from this mount namespace's mountinfo. */
-function mountsUnder(dir: string): string[] {
+export function mountsUnder(dir: string): string[] {
   const unescape = (p: string): string => p.replace(/\\(\d{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
   return fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter(Boolean)
     .map((l) => unescape(l.split(' ')[4]))
@@ -70,7 +71,7 @@ function mountsUnder(dir: string): string[] {
 }
 
 /** Lazily detaches whatever a killed agent or mount process left mounted below dir. */
-function detachUnder(dir: string): void {
+export function detachUnder(dir: string): void {
   for (const m of mountsUnder(dir)) spawnSync('umount', ['-l', m], { stdio: 'ignore' });
 }
 
@@ -119,18 +120,18 @@ function removeCgroups(dirs: string[]): void {
 }
 
 /** The last non-empty lines of a process's output, for error messages. */
-const tail = (s: string, n = 1): string => s.trim().split('\n').filter(Boolean).slice(-n).join(' / ');
+export const tail = (s: string, n = 1): string => s.trim().split('\n').filter(Boolean).slice(-n).join(' / ');
 
 // ---------------------------------------------------------------------------
 // Network namespace, hub and agent processes
 
-interface Netns {
+export interface Netns {
   name: string;
   exec(argv: string[]): string[];
   remove(): void;
 }
 
-function makeNetns(): Netns {
+export function makeNetns(): Netns {
   const name = `g8b-${process.pid}`;
   const remove = (): void => {
     try {
@@ -153,7 +154,7 @@ function makeNetns(): Netns {
   };
 }
 
-interface Daemon {
+export interface Daemon {
   child: ChildProcess;
   pid: number;
   output(): string;
@@ -162,7 +163,7 @@ interface Daemon {
 }
 
 /** Spawns argv in its own process group and resolves once `ready` appears on its stdout. */
-async function startDaemon(label: string, argv: string[], ready: string, env: NodeJS.ProcessEnv = process.env, timeoutMs = 60_000): Promise<Daemon> {
+export async function startDaemon(label: string, argv: string[], ready: string, env: NodeJS.ProcessEnv = process.env, timeoutMs = 60_000): Promise<Daemon> {
   const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], detached: true, env });
   const killGroup = (): void => {
     try {
@@ -220,14 +221,14 @@ async function startDaemon(label: string, argv: string[], ready: string, env: No
   };
 }
 
-interface Hub {
+export interface Hub {
   url: string;
   token: string;
   stop(): Promise<void>;
 }
 
 /** bench/hub-ingest.ts's startHub, but inside the namespace (its loopback is the agent's). */
-async function startHubIn(ns: Netns, dir: string): Promise<Hub> {
+export async function startHubIn(ns: Netns, dir: string): Promise<Hub> {
   const data = path.join(dir, 'hub');
   const tmp = path.join(dir, 'hub-tmp');
   fs.mkdirSync(tmp, { recursive: true });
@@ -241,7 +242,7 @@ async function startHubIn(ns: Netns, dir: string): Promise<Hub> {
   return { url: `http://127.0.0.1:${port}`, token: add.stdout.trim().split('\n').pop()!, stop: () => d.stop(15_000) };
 }
 
-interface Agent {
+export interface Agent {
   pid: number;
   socket: string;
   data: string;
@@ -263,7 +264,7 @@ function killLeftoverRedis(data: string): void {
 }
 
 /** `g8os agent` in the namespace with its data and block cache where we say. */
-async function startAgent(ns: Netns, data: string, cache: string): Promise<Agent> {
+export async function startAgent(ns: Netns, data: string, cache: string): Promise<Agent> {
   fs.mkdirSync(data, { recursive: true });
   const port = await freePort();
   const unregister = onCleanup(() => {
@@ -374,7 +375,7 @@ async function spawnBurst(k: number, limit: number): Promise<number> {
 // ---------------------------------------------------------------------------
 // 3. Container start
 
-interface FirstLine {
+export interface FirstLine {
   /** spawn to the expected first line, seconds */
   firstS: number;
   /** spawn to exit */
@@ -382,7 +383,7 @@ interface FirstLine {
 }
 
 /** Spawns argv; times the first stdout line equal to `expect`, then the exit (which must be 0). */
-function firstLine(label: string, argv: string[], expect: string, timeoutMs: number): Promise<FirstLine> {
+export function firstLine(label: string, argv: string[], expect: string, timeoutMs: number): Promise<FirstLine> {
   return new Promise((resolve, reject) => {
     const t0 = process.hrtime.bigint();
     const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
@@ -420,26 +421,32 @@ function firstLine(label: string, argv: string[], expect: string, timeoutMs: num
 }
 
 /** An OCI bundle of the rootfs tarball for runc: `runc spec`, then args, terminal and root path. */
-function runcBundle(tar: string, bundle: string): void {
+export function runcBundle(tar: string, bundle: string, args = ['/bin/echo', 'hello']): void {
   const rootfs = path.join(bundle, 'rootfs');
   fs.mkdirSync(rootfs, { recursive: true });
   execFileSync('tar', ['-xf', tar, '-C', rootfs, '--same-owner', '--numeric-owner']);
+  runcConfig(bundle, args, rootfs);
+}
+
+/** `runc spec` in the bundle, then args, no terminal and the root path (relative: inside the bundle). */
+export function runcConfig(bundle: string, args: string[], root = 'rootfs'): void {
+  fs.mkdirSync(bundle, { recursive: true });
   execFileSync('runc', ['spec', '--bundle', bundle], { stdio: 'pipe' });
   const file = path.join(bundle, 'config.json');
   const c = JSON.parse(fs.readFileSync(file, 'utf8')) as { process: { terminal: boolean; args: string[] }; root: { path: string } };
   c.process.terminal = false;
-  c.process.args = ['/bin/echo', 'hello'];
-  c.root.path = rootfs;
+  c.process.args = args;
+  c.root.path = root;
   fs.writeFileSync(file, JSON.stringify(c, null, 1));
 }
 
-async function runcRun(bundle: string, id: string): Promise<FirstLine> {
+export async function runcRun(bundle: string, id: string, expect = 'hello'): Promise<FirstLine> {
   const del = (): void => {
     spawnSync('runc', ['delete', '-f', id], { stdio: 'ignore' });
   };
   const unregister = onCleanup(del);
   try {
-    return await firstLine('runc run', ['runc', 'run', '--bundle', bundle, id], 'hello', 60_000);
+    return await firstLine('runc run', ['runc', 'run', '--bundle', bundle, id], expect, 60_000);
   } finally {
     del();
     unregister();
@@ -448,9 +455,11 @@ async function runcRun(bundle: string, id: string): Promise<FirstLine> {
 
 const CONTAINER_TIMEOUT_MS = 120_000;
 
-async function containerRun(agent: Agent, flist: string): Promise<FirstLine> {
+/** `g8os container run <flist> [-- argv]` to its first `expect` line; an empty argv runs the flist's entrypoint. */
+export async function containerRun(agent: Agent, flist: string, argv = ['/bin/echo', 'hello'], expect = 'hello'): Promise<FirstLine> {
   try {
-    return await firstLine('g8os container run', [process.execPath, G8OS, 'container', 'run', flist, '--agent', agent.socket, '--', '/bin/echo', 'hello'], 'hello', CONTAINER_TIMEOUT_MS);
+    const cmd = argv.length ? ['--', ...argv] : [];
+    return await firstLine('g8os container run', [process.execPath, G8OS, 'container', 'run', flist, '--agent', agent.socket, ...cmd], expect, CONTAINER_TIMEOUT_MS);
   } catch (e) {
     const last = tail(agent.output(), 1);
     throw new Error(`${(e as Error).message}${last ? ` (agent's last log line: ${last})` : ''}`);
@@ -458,7 +467,7 @@ async function containerRun(agent: Agent, flist: string): Promise<FirstLine> {
 }
 
 /** A failure as one line, for a table note. */
-const why = (e: unknown): string => ((e as Error).message ?? String(e)).replace(/\s*\n\s*/g, ' / ').slice(0, 400);
+export const why = (e: unknown): string => ((e as Error).message ?? String(e)).replace(/\s*\n\s*/g, ' / ').slice(0, 400);
 
 // ---------------------------------------------------------------------------
 
@@ -477,6 +486,7 @@ export async function agentBench(ctx: Context): Promise<BenchResult> {
   const nStart = ctx.quick ? 3 : 5;
   const tables: Table[] = [];
   const data: Record<string, unknown> = {};
+  const plots: Plot[] = [];
 
   await withTmpfs(2048 * MiB, async (dir) => {
     const unregisterMounts = onCleanup(() => detachUnder(dir));
@@ -670,6 +680,11 @@ export async function agentBench(ctx: Context): Promise<BenchResult> {
         };
         ctx.print(t3);
         tables.push(t3);
+        const bar = (label: string, xs: FirstLine[], baseline = false): Bar => ({ label, ...spread(xs.map((r) => r.firstS)), baseline });
+        plots.push({
+          name: 'agent-container', title: 'Container start, busybox rootfs: spawn to the first line of /bin/echo hello', unit: 'seconds', digits: 3,
+          bars: [bar('runc run, rootfs unpacked on tmpfs', runc, true), bar('g8os container run <hub flist>, cold', cold), bar('g8os container run <hub flist>, warm', warm)],
+        });
         const fl = (xs: FirstLine[]): Record<string, unknown> =>
           xs.length ? { first_line_s: roundSpread(spread(xs.map((r) => r.firstS))), exit_s: roundSpread(spread(xs.map((r) => r.totalS))) } : {};
         data.container_start = {
@@ -737,7 +752,7 @@ export async function agentBench(ctx: Context): Promise<BenchResult> {
       unregisterMounts();
     }
   });
-  return { name: 'agent', tables, data };
+  return { name: 'agent', tables, data, plots };
 }
 
 interface Phases {

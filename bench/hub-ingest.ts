@@ -5,6 +5,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { input, type Input } from './ingest';
+import { type Bar, type Plot } from './plot';
 import {
   type BenchResult, type Context, fmtSpread, freePort, log, MiB, measure, onCleanup, REPO, repeat, roundSpread,
   type Sample, spread, type Table, warmFile, withTmpfs,
@@ -163,6 +164,7 @@ export async function hubIngest(ctx: Context): Promise<BenchResult> {
   for (const gz of [false, true]) perKind.push({ gz, rows: await compare(big, gz ? big.tgz! : big.tar, gz, runs) });
 
   const rows: Table['rows'] = [];
+  const bars: Bar[] = [];
   for (const { gz, rows: rs } of perKind) {
     const kind = gz ? 'tar.gz' : 'tar';
     const base = spread(rs[0].samples.map((s) => s.wallS)).median;
@@ -171,6 +173,7 @@ export async function hubIngest(ctx: Context): Promise<BenchResult> {
       const mbps = spread(r.samples.map((s) => big.bytes / 1e6 / s.wallS));
       const ratio = base / wall.median;
       const client = r.tool.startsWith('GNU') ? undefined : r.samples.map((s) => s.rssMiB);
+      bars.push({ label: `${kind}: ${r.tool.replace(/^GNU tar/, 'GNU tar')}`, median: mbps.median, min: mbps.min, max: mbps.max, baseline: !client });
       rows.push([
         `${big.label} ${kind}`, r.tool, fmtSpread(mbps, 0), fmtSpread(wall, 2), `${ratio.toFixed(2)}×`,
         r.hubPeak ? one(r.hubPeak) : '–', client ? one(client) : one(r.samples.map((s) => s.rssMiB)), r.written ? one(r.written) : '–',
@@ -218,5 +221,6 @@ export async function hubIngest(ctx: Context): Promise<BenchResult> {
     [small.label]: { bytes: small.bytes, hub_peak_rss_mib: roundSpread(spread(smallRuns.map((r) => r.hubPeakMiB)), 1), hub_idle_rss_mib: roundSpread(spread(smallRuns.map((r) => r.hubIdleMiB)), 1) },
     [big.label]: { bytes: big.bytes, hub_peak_rss_mib: roundSpread(spread(bigTar), 1) },
   };
-  return { name: 'hub', tables, data };
+  const plots: Plot[] = [{ name: 'hub-ingest', title: `Hub ingest of ${big.label} (${big.files} files): upload vs tar -x into tmpfs`, unit: 'MB/s (uncompressed tar bytes per wall second)', bars, digits: 0 }];
+  return { name: 'hub', tables, data, plots };
 }

@@ -7,6 +7,7 @@ import {
   type BenchResult, type Context, cacheDir, cached, fmtSpread, log, MiB, measure, REPO, repeat, roundSpread,
   type Sample, spread, type Table, warmFile, withTmpfs,
 } from './lib';
+import { type Bar, type Plot } from './plot';
 
 const FILES_PER_GIB = 20_000; // same file density at every size, so RSS compares like with like
 
@@ -87,9 +88,10 @@ async function compare(inp: Input, file: string, gz: boolean, runs: number): Pro
   ];
 }
 
-function speedTable(inp: Input, rows: Row[]): { table: Table; data: Record<string, unknown> } {
+function speedTable(inp: Input, rows: Row[]): { table: Table; data: Record<string, unknown>; plot: Plot } {
   const data: Record<string, unknown> = {};
   const tableRows: Table['rows'] = [];
+  const bars: Bar[] = [];
   let baseline = NaN;
   for (const r of rows) {
     const wall = spread(r.samples.map((s) => s.wallS));
@@ -98,6 +100,7 @@ function speedTable(inp: Input, rows: Row[]): { table: Table; data: Record<strin
     if (r.tool.startsWith('GNU tar')) baseline = wall.median;
     const ratio = baseline / wall.median;
     const written = r.written ? spread(r.written) : undefined;
+    bars.push({ label: `${r.label.split(' ').pop()}: ${r.tool.replace('g8os create', 'g8os flist create')}`, median: mbps.median, min: mbps.min, max: mbps.max, baseline: r.tool.startsWith('GNU tar') });
     tableRows.push([
       r.label, r.tool, fmtSpread(mbps, 0), fmtSpread(wall, 2), `${ratio.toFixed(2)}×`, fmtSpread(rss, 0),
       written ? (written.min === written.max ? String(written.median) : fmtSpread(written, 0)) : '–',
@@ -119,6 +122,7 @@ function speedTable(inp: Input, rows: Row[]): { table: Table; data: Record<strin
       ],
     },
     data,
+    plot: { name: 'ingest', title: `flist create from ${inp.label} (${inp.files} files) vs tar -x into tmpfs`, unit: 'MB/s (uncompressed tar bytes per wall second)', bars, digits: 0 },
   };
 }
 
@@ -154,6 +158,7 @@ export async function ingest(ctx: Context): Promise<BenchResult> {
   return {
     name: 'ingest',
     tables: [speed.table, memTable],
+    plots: [speed.plot],
     data: {
       ...speed.data,
       memory: Object.fromEntries(mem.map((m) => [m.inp.label, { files: m.inp.files, bytes: m.inp.bytes, rss_mib: roundSpread(m.s, 1) }])),

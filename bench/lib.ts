@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { type Plot, writePlots } from './plot';
 
 export const REPO = path.resolve(__dirname, '../..'); // dist/bench -> repo root
 export const MiB = 1024 * 1024;
@@ -285,6 +286,8 @@ export interface BenchResult {
   tables: Table[];
   /** Small machine-readable numbers (medians and spreads), for comparing runs. */
   data: Record<string, unknown>;
+  /** Bar charts (bench/plot.ts), written as <date>[-quick]-<name>.svg and linked from the Markdown. */
+  plots?: Plot[];
 }
 
 const NUMERIC = /^[-+]?[\d.,]+(\s*[×%x])?(\s*\[.*\])?$/;
@@ -348,8 +351,10 @@ export function writeResults(results: BenchResult[], quick: boolean, when = new 
   }
   // Each bench keeps the date and environment of its own run (--only runs mix them).
   const env = environment();
-  for (const r of results) benches[r.name] = { name: r.name, date: when.toISOString(), env, tables: r.tables, data: r.data };
+  for (const r of results) benches[r.name] = { name: r.name, date: when.toISOString(), env, tables: r.tables, data: r.data, ...(r.plots?.length ? { plots: r.plots } : {}) };
   const doc = { quick, benches };
+  // Every stored bench's plots are drawn again (a partial run keeps the others' files current).
+  const svgs = new Map(Object.values(benches).map((r) => [r.name, r.plots?.length ? writePlots(r.plots, base) : []]));
   const md = [
     `# g8os benchmarks ${when.toISOString().slice(0, 10)}${quick ? ' (--quick)' : ''}`,
     '',
@@ -359,6 +364,7 @@ export function writeResults(results: BenchResult[], quick: boolean, when = new 
       `Run ${r.date}; ${Object.entries(r.env).map(([k, v]) => `${k} ${v}`).join(', ')}.`,
       '',
       ...r.tables.map(markdownTable),
+      ...(r.plots ?? []).map((p, i) => `![${p.title}](${svgs.get(r.name)![i]})\n`),
     ]),
   ].join('\n');
   // One line per array of plain values keeps the file short and its diffs readable.

@@ -1,14 +1,18 @@
-// g8ufs mount: mount time of the real funk flist vs Node start-up; `find -ls` over the mount
-// (cold and warm) vs the same tree on a tmpfs; sequential and 4 KiB random reads of one big
+// g8ufs mount: time to "mount starts" vs flist size (busybox rootfs, the Debian python image of
+// bench/images.ts, the real funk flist) against Node start-up; `find -ls` over the mount (cold and
+// warm) vs the same tree on a tmpfs (funk: materialised from its metadata; python: the image's
+// tarball extracted); sequential and 4 KiB random reads of one big
 // file served from a hub on loopback (cold, warm = disk cache, hot = page cache) vs the same
 // file on a tmpfs; peak RSS (VmHWM) of the mount process. Every mount runs in a child process.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { writeBigTarFile } from '../test/helpers/tarballs';
+import { busyboxRootfsTar, writeBigTarFile } from '../test/helpers/tarballs';
+import { type Image, realImage } from './images';
+import { type Bar, type Plot } from './plot';
 import {
   type BenchResult, cacheDir, cached, type Context, fmtSpread, log, MiB, measure, onCleanup, REPO, repeat,
-  roundSpread, type Sample, spread, type Table, withTmpfs,
+  roundSpread, type Sample, spread, type Spread, type Table, withTmpfs,
 } from './lib';
 import { startHub } from './hub-ingest';
 
@@ -215,6 +219,7 @@ export async function mountBench(ctx: Context): Promise<BenchResult> {
   if (!fs.existsSync(FUNK)) throw new Error(`no funk flist at ${FUNK} (set G8OS_FUNK_FLIST)`);
   const tables: Table[] = [];
   const data: Record<string, unknown> = {};
+  const plots: Plot[] = [];
   const nMount = ctx.quick ? 3 : 10;
   const nWalk = ctx.quick ? 2 : 5;
   const nRead = ctx.quick ? 1 : 3;
@@ -222,73 +227,127 @@ export async function mountBench(ctx: Context): Promise<BenchResult> {
   const nRandom = ctx.quick ? 5000 : 20000;
   const funkArgs = ['--ro', '--lazy-connect', '--storage-url', 'http://127.0.0.1:1'];
 
-  // 1 + 2: funk flist, everything on one tmpfs (backends, caches, the native tree).
+  // 1 + 2: busybox, python image and funk flists, everything on one tmpfs (backends, caches, native trees).
   const entries = funkEntries();
-  await withTmpfs(2048 * MiB, async (dir) => {
+  // Without the Debian mirror the python image cannot be built: its rows are left out, with a note.
+  let python: Image | undefined;
+  let noPython = '';
+  try {
+    python = await realImage('python');
+  } catch (e) {
+    noPython = `python image unavailable: ${(e as Error).message.split('\n')[0]}`;
+    log(`mount: ${noPython}`);
+  }
+  await withTmpfs(2048 * MiB + 2 * (python?.info.tar_bytes ?? 0), async (dir) => {
+    // flists of the two small images: metadata only matters here (--lazy-connect, no store reached)
+    const made = async (name: string, tar: string): Promise<{ name: string; flist: string; entries: number }> => {
+      const flist = path.join(dir, `${name}.flist`);
+      await measure(process.execPath, [G8OS, 'flist', 'create', tar, '-o', flist, '--store', `dir://${path.join(dir, 'store')}`, '--no-backend']);
+      const r = spawnSync(process.execPath, [G8OS, 'flist', 'stats', flist, '--json'], { encoding: 'utf8' });
+      if (r.status !== 0) throw new Error(`g8os flist stats ${flist}: ${r.stderr}`);
+      const st = JSON.parse(r.stdout) as Record<'dirs' | 'files' | 'symlinks' | 'specials', number>;
+      return { name, flist, entries: st.dirs + st.files + st.symlinks + st.specials };
+    };
+    const bbTar = path.join(dir, 'busybox.tar');
+    await busyboxRootfsTar(bbTar);
+    log('mount: flists of the busybox rootfs and the python image');
+    const pyFlist = python ? await made('python image (Debian bookworm)', python.tar) : undefined;
+    const flists = [await made('busybox rootfs', bbTar), ...(pyFlist ? [pyFlist] : []), { name: 'funk (real hub flist)', flist: FUNK, entries: entries.length }];
     const node = await repeat(nMount, () => measure(process.execPath, ['-e', '']));
-    const starts: number[] = [];
-    const idleHwm: number[] = [];
-    await repeat(nMount, async (i) => {
-      log(`mount: funk mount ${i + 1}/${nMount}`);
-      const m = await mount(FUNK, path.join(dir, `mt${i}`), [...funkArgs, '--backend', path.join(dir, `bt${i}`), '--cache', path.join(dir, 'cache-t')]);
-      starts.push(m.startS);
-      idleHwm.push(await m.stop());
-    });
     const nodeS = spread(node.map((s) => s.wallS));
-    const startS = spread(starts);
+    const rows: Array<Array<string | number>> = [['node -e "" (baseline)', '–', '–', fmtSpread(nodeS, 3), '1.00×', one(node.map((s) => s.rssMiB))]];
+    const timeBars: Bar[] = [{ label: 'node -e "" (Node start-up)', ...nodeS, baseline: true }];
+    const mountData: Array<Record<string, unknown>> = [];
+    for (const [k, f] of flists.entries()) {
+      const starts: number[] = [];
+      const idleHwm: number[] = [];
+      await repeat(nMount, async (i) => {
+        log(`mount: ${f.name} mount ${i + 1}/${nMount}`);
+        const m = await mount(f.flist, path.join(dir, `mt${k}-${i}`), [...funkArgs, '--backend', path.join(dir, `bt${k}-${i}`), '--cache', path.join(dir, 'cache-t')]);
+        starts.push(m.startS);
+        idleHwm.push(await m.stop());
+      });
+      const startS = spread(starts);
+      const kb = fs.statSync(f.flist).size / 1024;
+      timeBars.push({ label: `${f.name.replace(/ \(.*\)$/, '')}: ${f.entries.toLocaleString('en-US')} entries, ${kb.toFixed(0)} KiB flist`, ...startS });
+      rows.push([`g8os mount ${f.name}`, f.entries, kb.toFixed(0), fmtSpread(startS, 3), ratio(startS.median, nodeS.median), one(idleHwm)]);
+      mountData.push({ flist: f.name, entries: f.entries, flist_kib: Number(kb.toFixed(1)), mount_s: roundSpread(startS), mount_idle_hwm_mib: roundSpread(spread(idleHwm), 1) });
+    }
     const t1: Table = {
-      title: `Mount time, funk flist (${entries.length} entries), ${nMount} runs`,
-      headers: ['what', 'wall s', 'vs node -e ""', 'peak RSS MiB'],
-      rows: [
-        ['node -e "" (baseline)', fmtSpread(nodeS, 3), '1.00×', one(node.map((s) => s.rssMiB))],
-        ['g8os mount --ro --lazy-connect, to "mount starts"', fmtSpread(startS, 3), ratio(startS.median, nodeS.median), one(idleHwm)],
-      ],
-      notes: ['Wall = spawn of the CLI to "mount starts" on its stdout; peak RSS = VmHWM of the mount process just before SIGTERM (idle, nothing read). median [min–max].'],
+      title: `Mount time vs flist size: spawn to "mount starts", ${nMount} runs each`,
+      headers: ['what', 'entries', 'flist KiB', 'wall s', 'vs node -e ""', 'peak RSS MiB'],
+      rows,
+      notes: ['`g8os mount --ro --lazy-connect`; wall = spawn of the CLI to "mount starts" on its stdout; peak RSS = VmHWM of the mount process just before SIGTERM (idle, nothing read). median [min–max].', ...(noPython ? [noPython] : [])],
     };
     ctx.print(t1);
     tables.push(t1);
-    data.mount_time = { node_s: roundSpread(nodeS), mount_s: roundSpread(startS), mount_idle_hwm_mib: roundSpread(spread(idleHwm), 1) };
+    data.mount_time = { node_s: roundSpread(nodeS), flists: mountData };
+    plots.push({ name: 'mount-time', title: 'g8os mount: spawn to "mount starts" vs flist size', unit: 'seconds', bars: timeBars, digits: 2 });
 
-    log('mount: materialising the funk tree on tmpfs');
-    const native = path.join(dir, 'native');
-    materialise(entries, native);
-    await findLs(native); // one warm-up: dentries of a just-made tree are hot anyway
-    const nat = await repeat(nWalk, () => findLs(native));
-    const cold: number[] = [];
-    const warm: number[] = [];
-    const walkHwm: number[] = [];
-    await repeat(nWalk, async (i) => {
-      log(`mount: find -ls run ${i + 1}/${nWalk}`);
-      const m = await mount(FUNK, path.join(dir, `mw${i}`), [...funkArgs, '--backend', path.join(dir, `bw${i}`), '--cache', path.join(dir, 'cache-w')]);
-      try {
-        cold.push((await findLs(path.join(dir, `mw${i}`))).wallS);
-        warm.push((await findLs(path.join(dir, `mw${i}`))).wallS);
-      } finally {
-        walkHwm.push(await m.stop());
-      }
-    });
-    const natS = spread(nat.map((s) => s.wallS));
-    const coldS = spread(cold);
-    const warmS = spread(warm);
+    log('mount: materialising the funk tree on tmpfs, extracting the python image there');
+    const funkNative = path.join(dir, 'native-funk');
+    materialise(entries, funkNative);
+    const pyNative = path.join(dir, 'native-python');
+    if (python) {
+      fs.mkdirSync(pyNative);
+      execFileSync('tar', ['-xf', python.tar, '-C', pyNative, '--same-owner', '--numeric-owner']);
+    }
+
+    /** find -ls over the native tree (after one warm-up) and over fresh mounts of the flist, cold then warm. */
+    const walk = async (key: string, flist: string, native: string): Promise<{ nat: Spread; cold: Spread; warm: Spread; hwm: number[] }> => {
+      await findLs(native); // one warm-up: dentries of a just-made tree are hot anyway
+      const nat = await repeat(nWalk, () => findLs(native));
+      const cold: number[] = [];
+      const warm: number[] = [];
+      const walkHwm: number[] = [];
+      await repeat(nWalk, async (i) => {
+        log(`mount: find -ls over ${key}, run ${i + 1}/${nWalk}`);
+        const m = await mount(flist, path.join(dir, `mw-${key}${i}`), [...funkArgs, '--backend', path.join(dir, `bw-${key}${i}`), '--cache', path.join(dir, `cache-w-${key}`)]);
+        try {
+          cold.push((await findLs(path.join(dir, `mw-${key}${i}`))).wallS);
+          warm.push((await findLs(path.join(dir, `mw-${key}${i}`))).wallS);
+        } finally {
+          walkHwm.push(await m.stop());
+        }
+      });
+      return { nat: spread(nat.map((x) => x.wallS)), cold: spread(cold), warm: spread(warm), hwm: walkHwm };
+    };
+    const trees = [
+      { key: 'funk', what: `funk (${entries.length} entries): native tmpfs, same tree with sparse files`, w: await walk('funk', FUNK, funkNative), entries: entries.length },
+      ...(pyFlist ? [{ key: 'python', what: `python (${pyFlist.entries} entries): native tmpfs, its tarball extracted`, w: await walk('python', pyFlist.flist, pyNative), entries: pyFlist.entries }] : []),
+    ];
+    const walkRows: Array<Array<string>> = [];
+    const walkBars: Bar[] = [];
+    for (const t of trees) {
+      const { nat: natS, cold: coldS, warm: warmS, hwm } = t.w;
+      walkRows.push(
+        [t.what, fmtSpread(natS, 3), '1.00×', '–'],
+        [`${t.key}: g8os mount, cold (fresh mount)`, fmtSpread(coldS, 3), ratio(coldS.median, natS.median), '–'],
+        [`${t.key}: g8os mount, warm (second find)`, fmtSpread(warmS, 3), ratio(warmS.median, natS.median), one(hwm)],
+      );
+      walkBars.push(
+        { label: `${t.key}: native tmpfs`, ...natS, baseline: true },
+        { label: `${t.key}: g8os mount, cold`, ...coldS },
+        { label: `${t.key}: g8os mount, warm`, ...warmS },
+      );
+      data[t.key === 'funk' ? 'walk' : `walk_${t.key}`] = {
+        entries: t.entries, native_s: roundSpread(natS), cold_s: roundSpread(coldS), warm_s: roundSpread(warmS),
+        warm_vs_native: Number((warmS.median / natS.median).toFixed(2)), cold_vs_native: Number((coldS.median / natS.median).toFixed(2)),
+        mount_hwm_mib: roundSpread(spread(hwm), 1),
+      };
+    }
     const t2: Table = {
-      title: `Metadata walk: find -ls > /dev/null over the funk tree (${entries.length} entries), ${nWalk} runs`,
+      title: `Metadata walk: find -ls > /dev/null, ${nWalk} runs each`,
       headers: ['tree', 'wall s', 'vs native', 'mount peak RSS MiB'],
-      rows: [
-        ['native tmpfs (same tree, sparse files)', fmtSpread(natS, 3), '1.00×', '–'],
-        ['g8os mount, cold (fresh mount)', fmtSpread(coldS, 3), ratio(coldS.median, natS.median), '–'],
-        ['g8os mount, warm (second find)', fmtSpread(warmS, 3), ratio(warmS.median, natS.median), one(walkHwm)],
-      ],
+      rows: walkRows,
       notes: [
-        'Target: warm within 3× of native. Native tree made from `g8os flist find --json` (dirs, files truncated to size, symlinks). Wall includes sh start-up.',
+        'Target: warm within 3× of native. Funk\'s native tree is made from `g8os flist find --json` (dirs, files truncated to size, symlinks); the python image\'s is its own tarball extracted by tar. Wall includes sh start-up.',
+        ...(noPython ? [noPython] : []),
       ],
     };
     ctx.print(t2);
     tables.push(t2);
-    data.walk = {
-      entries: entries.length, native_s: roundSpread(natS), cold_s: roundSpread(coldS), warm_s: roundSpread(warmS),
-      warm_vs_native: Number((warmS.median / natS.median).toFixed(2)), cold_vs_native: Number((coldS.median / natS.median).toFixed(2)),
-      mount_hwm_mib: roundSpread(spread(walkHwm), 1),
-    };
+    plots.push({ name: 'walk', title: `find -ls over the mounted flist vs the same tree on tmpfs (${trees.map((t) => `${t.key} ${t.entries.toLocaleString('en-US')}`).join(', ')} entries)`, unit: 'seconds', bars: walkBars, digits: 2 });
   });
 
   // 3: one big file through a hub on loopback.
@@ -398,6 +457,14 @@ export async function mountBench(ctx: Context): Promise<BenchResult> {
       };
       ctx.print(t3);
       tables.push(t3);
+      const seqBar = (label: string, xs: number[], baseline = false): Bar => ({ label, ...spread(xs), baseline });
+      plots.push({
+        name: 'reads', title: `Sequential read of one ${mib >= 1024 ? `${mib / 1024} GiB` : `${mib} MiB`} file (dd bs=1M)`, unit: 'MB/s', digits: 0,
+        bars: [
+          seqBar('native tmpfs (page cache)', natSeq, true), seqBar('hub raw GETs, no decode', raw, true), seqBar('g8os mount, cold (hub on loopback)', col('cold')),
+          seqBar('g8os mount, warm (disk cache)', col('warm')), seqBar('g8os mount, hot (page cache)', col('hot')),
+        ],
+      });
 
       const natR = spread(natRand);
       const rndRow = (what: string, xs: number[], rss = '–'): Array<string> => {
@@ -426,5 +493,5 @@ export async function mountBench(ctx: Context): Promise<BenchResult> {
       await hub.stop();
     }
   });
-  return { name: 'mount', tables, data };
+  return { name: 'mount', tables, data, plots };
 }

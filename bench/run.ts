@@ -1,13 +1,17 @@
-// `npm run bench [-- --quick] [-- --only ingest,open,hub,mount,agent]`: runs the selected benchmarks in order,
+// `npm run bench [-- --quick] [-- --only images,ingest,open,hub,mount,agent,container]`: runs the selected benchmarks in order,
 // prints each table when ready and writes bench/results/<date>[-quick].{json,md} at the end.
 import { agentBench } from './agent';
+import { containerBench } from './container';
+import { imagesBench } from './images';
 import { type BenchResult, type Context, log, markdownTable, writeResults } from './lib';
 import { hubIngest } from './hub-ingest';
 import { ingest } from './ingest';
 import { mountBench } from './mount';
 import { open } from './open';
 
-const BENCHES: Record<string, (ctx: Context) => Promise<BenchResult>> = { ingest, open, hub: hubIngest, mount: mountBench, agent: agentBench };
+const BENCHES: Record<string, (ctx: Context) => Promise<BenchResult>> = {
+  images: imagesBench, ingest, open, hub: hubIngest, mount: mountBench, agent: agentBench, container: containerBench,
+};
 
 function usage(msg?: string): never {
   if (msg) process.stderr.write(`bench: ${msg}\n`);
