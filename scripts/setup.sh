@@ -40,7 +40,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
 fi
 
 # Build when any source is newer than the last build.
-if [ ! -f dist/.built ] || [ -n "$(find src bench tsconfig.json package.json -newer dist/.built -print -quit 2>/dev/null)" ]; then
+if [ ! -f dist/.built ] || [ -n "$(find src bench stress tsconfig.json package.json -newer dist/.built -print -quit 2>/dev/null)" ]; then
   echo "setup: building" >&2
   npx tsc -p tsconfig.json >&2
   touch dist/.built
