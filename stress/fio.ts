@@ -7,10 +7,11 @@
 // cache and every file is read back and compared byte for byte with the tarball's member.
 import fs from 'node:fs';
 import path from 'node:path';
+import { imagesDir } from '../bench/images';
 import { everyTypeEntries, writeBigTarFile, writeTarFile } from '../test/helpers/tarballs';
 import { compareTarball, mountSource } from './compare';
 import { makeFixture } from './fixture';
-import { by, type Context, flistCreate, log, MiB, mount, REPO, run, type SuiteResult, Tally, withTmpfs } from './lib';
+import { by, type Context, flistCreate, log, MiB, mount, run, type SuiteResult, Tally, withTmpfs } from './lib';
 
 interface FioJob {
   jobname: string;
@@ -50,10 +51,11 @@ async function fio(t: Tally, label: string, args: string[], dir: string): Promis
 }
 
 /** A cached Debian image tarball of bench/images.ts, if one was built. */
+/** The python image bench/images.ts built, if it is in its cache (never built from here). */
 function cachedImage(): string | undefined {
-  const dir = path.join(process.env.G8OS_BENCH_CACHE ?? path.join(REPO, '.g8os', 'bench-cache'), 'images');
   try {
-    const found = fs.readdirSync(dir).filter((f) => /python.*\.tar\.gz$/.test(f) && !f.includes('docker')).sort();
+    const dir = imagesDir();
+    const found = fs.readdirSync(dir).filter((f) => /^python.*\.tar\.gz$/.test(f) && !f.includes('docker')).sort();
     return found.length ? path.join(dir, found[found.length - 1]) : undefined;
   } catch {
     return undefined;
