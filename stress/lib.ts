@@ -3,9 +3,11 @@
 // never touch a FUSE mount it serves itself), the per-suite tally and the dated results files.
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { freePort } from '../bench/lib';
+
+export { freePort };
 
 export const REPO = path.resolve(__dirname, '../..'); // dist/stress -> repo root
 export const G8OS = path.join(REPO, 'bin', 'g8os');
@@ -141,16 +143,6 @@ export function detachUnder(dir: string): void {
 // ---------------------------------------------------------------------------
 // Processes
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 export function processAlive(pid: number): boolean {
   try {
