@@ -78,7 +78,7 @@ export function normalise(name: string): string {
   return name.split('/').filter((c) => c !== '' && c !== '.').join('/');
 }
 
-function openTarball(file: string): Readable {
+export function openTarball(file: string): Readable {
   const fd = fs.openSync(file, 'r');
   const magic = Buffer.alloc(2);
   const n = fs.readSync(fd, magic, 0, 2, 0);
@@ -299,12 +299,15 @@ async function main(): Promise<number> {
   }
 }
 
-main().then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (e: Error) => {
-    process.stderr.write(`verify-tarball: ${e.stack ?? e.message}\n`);
-    process.exitCode = 2;
-  },
-);
+// a script, and a library for stress/compare.ts
+if (require.main === module) {
+  main().then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (e: Error) => {
+      process.stderr.write(`verify-tarball: ${e.stack ?? e.message}\n`);
+      process.exitCode = 2;
+    },
+  );
+}

@@ -7,12 +7,11 @@
 // bench/verify-tarball.ts: the last of duplicate members wins; names are normalised.
 import fs from 'node:fs';
 import path from 'node:path';
-import type { Readable } from 'node:stream';
-import zlib from 'node:zlib';
 import tar from 'tar-stream';
 import { fileContent } from '../src/flist/content';
 import type { Entry, FlistReader } from '../src/flist/types';
 import type { BlockStore } from '../src/store/types';
+import { normalise, openTarball } from '../bench/verify-tarball';
 import { diffBytes, firstDiff, type Tally } from './lib';
 
 export type Kind = 'file' | 'dir' | 'link' | 'other';
@@ -31,24 +30,6 @@ export interface TreeSource {
   open(p: string): Promise<SeqReader>;
   readlink(p: string): string;
   entries(): Iterable<{ path: string; kind: Kind }>;
-}
-
-export function normalise(name: string): string {
-  return name.split('/').filter((c) => c !== '' && c !== '.').join('/');
-}
-
-export function openTarball(file: string): Readable {
-  const fd = fs.openSync(file, 'r');
-  const magic = Buffer.alloc(2);
-  const n = fs.readSync(fd, magic, 0, 2, 0);
-  fs.closeSync(fd);
-  const raw = fs.createReadStream(file, { highWaterMark: 1 << 20 });
-  if (n === 2 && magic[0] === 0x1f && magic[1] === 0x8b) {
-    const gunzip = zlib.createGunzip();
-    raw.on('error', (e) => gunzip.destroy(e));
-    return raw.pipe(gunzip);
-  }
-  return raw;
 }
 
 function members(file: string): ReturnType<typeof tar.extract> {
