@@ -4,6 +4,7 @@ import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { args, int } from './args';
 import { Bus } from './bus';
 import { type AgentConfig, loadConfig } from './config';
 import { bridgeHandlers } from './builtins/bridge';
@@ -33,6 +34,7 @@ export interface AgentOptions {
 
 const LEVELS = ['CRITICAL', 'ERROR', 'WARNING', 'NOTICE', 'INFO', 'DEBUG'];
 const CONTAINER_LOG_LINES = 1000;
+const logsArgs = args({ container: int });
 
 /** Why a parsed command cannot run (field types, §2), or undefined. */
 export function envelopeError(c: Record<string, unknown>): string | undefined {
@@ -130,11 +132,7 @@ export class Agent {
       ...processHandlers(),
       ...bridgeHandlers(this.containers),
       ...corexHandlers(this.containers, (id, cmd) => this.dispatch(id, cmd)),
-      'corex.logs': (raw) => {
-        const a = raw as { container?: unknown };
-        if (!Number.isInteger(a?.container)) throw new CommandError("argument 'container': expected int", 400);
-        return this.logs.get(a.container as number) ?? [];
-      },
+      'corex.logs': (raw) => this.logs.get(logsArgs(raw).container as number) ?? [],
     };
     this.host = new Jobs({
       place: hostPlace,
