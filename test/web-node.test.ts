@@ -189,8 +189,9 @@ describe('the node page', () => {
     await page.keyboard.press('Enter');
     await row.waitFor({ state: 'detached', timeout: 60_000 });
     await page.getByText('No containers are running.').waitFor();
-    // the keyboard focus is not lost with the row
-    expect(await page.evaluate(() => document.activeElement?.id)).toBe('node-containers-title');
+    // the keyboard focus is not lost with the row (the 3-s refresh may empty the table before
+    // the terminate handler moves focus, so wait for it)
+    await expect.poll(() => page.evaluate(() => document.activeElement?.id)).toBe('node-containers-title');
     await shot(p, 'node-terminated');
 
     expect(await containerIds()).toEqual([]);
