@@ -5,7 +5,6 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 
-// eslint-disable-next-line @typescript-eslint/no-require-imports
 const { graph, cycles } = require('../scripts/import-cycles.js') as {
   graph(root: string): Map<string, Set<string>>;
   cycles(g: Map<string, Set<string>>): string[][];
