@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { args, int } from './args';
 import { Bus } from './bus';
-import { type AgentConfig, loadConfig } from './config';
+import { type AgentConfig, LOG_LEVELS, loadConfig } from './config';
 import { bridgeHandlers } from './builtins/bridge';
 import { coreHandlers } from './builtins/core';
 import { corexHandlers } from './builtins/corex';
@@ -32,7 +32,6 @@ export interface AgentOptions {
   log?: (line: string) => void;
 }
 
-const LEVELS = ['CRITICAL', 'ERROR', 'WARNING', 'NOTICE', 'INFO', 'DEBUG'];
 const CONTAINER_LOG_LINES = 1000;
 const logsArgs = args({ container: int });
 
@@ -77,7 +76,7 @@ export class Agent {
 
   private constructor(private readonly o: AgentOptions) {
     this.config = loadConfig(o.configFile);
-    this.logLevel = Math.max(0, LEVELS.indexOf(this.config.main.log_level.toUpperCase()));
+    this.logLevel = Math.max(0, LOG_LEVELS.indexOf(this.config.main.log_level.toUpperCase()));
     this.redis = new RedisServer({ dir: o.dataDir, port: o.redisPort, bind: o.bind, password: o.password, log: (l) => this.log('WARNING', l) });
   }
 
@@ -99,7 +98,7 @@ export class Agent {
   }
 
   log(level: string, line: string): void {
-    if (LEVELS.indexOf(level) > this.logLevel) return;
+    if (LOG_LEVELS.indexOf(level) > this.logLevel) return;
     (this.o.log ?? ((l: string) => process.stderr.write(`${l}\n`)))(`${new Date().toISOString()} ${level} ${line}`);
   }
 
@@ -125,7 +124,7 @@ export class Agent {
         jobs: () => this.host,
         self: true,
         config: () => this.config,
-        setLogLevel: (l) => (this.logLevel = LEVELS.indexOf(l)),
+        setLogLevel: (l) => (this.logLevel = LOG_LEVELS.indexOf(l)),
       }),
       ...infoHandlers(),
       ...filesystemHandlers(),
@@ -211,8 +210,8 @@ export class Agent {
     const jobs = this.jobsIn(container);
     const cmd = { ...inner, id: typeof inner.id === 'string' && inner.id ? inner.id : crypto.randomUUID() };
     const bad = envelopeError(cmd as unknown as Record<string, unknown>);
-    if (bad) throw new CommandError(`command: ${bad}`, 400);
-    if (jobs.has(cmd.id)) throw new CommandError(`duplicate job id '${cmd.id}'`, 409);
+    if (bad) throw new CommandError('invalid', `command: ${bad}`);
+    if (jobs.has(cmd.id)) throw new CommandError('conflict', `duplicate job id '${cmd.id}'`);
     void this.take(cmd, jobs).catch((e: Error) => this.log('ERROR', `dispatch to container ${container}: ${e.message}`));
     return cmd.id;
   }

@@ -12,8 +12,8 @@ function kind(v: unknown): string {
 }
 
 function bad(at: string, want: string, v: unknown): never {
-  if (v === undefined) throw new CommandError(`argument '${at}' is missing (${want})`, 400);
-  throw new CommandError(`argument '${at}': expected ${want}, got ${kind(v)}`, 400);
+  if (v === undefined) throw new CommandError('invalid', `argument '${at}' is missing (${want})`);
+  throw new CommandError('invalid', `argument '${at}': expected ${want}, got ${kind(v)}`);
 }
 
 export const str: Check = (v, at) => (typeof v === 'string' ? v : bad(at, 'string', v));
@@ -35,9 +35,6 @@ export const map = (c: Check): Check => (v, at) => {
   return out;
 };
 
-export const oneOf = (...values: string[]): Check => (v, at) =>
-  typeof v === 'string' && values.includes(v) ? v : bad(at, `one of ${values.join(', ')}`, v);
-
 type Shape = Record<string, Check>;
 type Out<S extends Shape> = { [K in keyof S]: any };
 
@@ -45,7 +42,7 @@ type Out<S extends Shape> = { [K in keyof S]: any };
 export function args<S extends Shape>(shape: S): (v: unknown) => Out<S> {
   return (v) => {
     if (v === null || v === undefined) v = {};
-    if (kind(v) !== 'object') throw new CommandError(`arguments: expected an object, got ${kind(v)}`, 400);
+    if (kind(v) !== 'object') throw new CommandError('invalid', `arguments: expected an object, got ${kind(v)}`);
     const o = v as Record<string, unknown>;
     const out: Record<string, unknown> = {};
     for (const [k, c] of Object.entries(shape)) out[k] = c(o[k], k);

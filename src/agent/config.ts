@@ -2,6 +2,9 @@
 import fs from 'node:fs';
 import { parse } from 'smol-toml';
 
+/** The agent's own log levels, most severe first ([main] log_level, core.setLogLevel). */
+export const LOG_LEVELS = ['CRITICAL', 'ERROR', 'WARNING', 'NOTICE', 'INFO', 'DEBUG'];
+
 export interface LoggingConfig {
   type: string;
   levels: number[];

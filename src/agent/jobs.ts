@@ -3,6 +3,7 @@
 import type { ChildProcess } from 'node:child_process';
 import os from 'node:os';
 import { STREAM_FLAG, type StreamEntry } from './bus';
+import { G8osError, httpStatus } from '../errors';
 import { CommandError, type Command, type Handler, type JobContext, type Place, ProcessExit, type Result, type State } from './types';
 
 /** What jobs need from the bus. */
@@ -186,7 +187,7 @@ export class Jobs {
   /** job.kill: SIGTERM and SIGKILL end the job as KILLED (also stopping restarts and recurrences). */
   kill(id: string, sig: NodeJS.Signals = 'SIGTERM'): void {
     const job = this.jobs.get(id);
-    if (!job) throw new CommandError(`Process with id '${id}' doesn't exist`, 404);
+    if (!job) throw new CommandError('not_found', `Process with id '${id}' doesn't exist`);
     if (sig === 'SIGTERM' || sig === 'SIGKILL') {
       job.endAs ??= 'KILLED';
       job.stopped = true;
@@ -267,7 +268,7 @@ export class Jobs {
     let state: State;
     let code: number;
     try {
-      if (job.stopped) throw new CommandError('killed before it started', 500);
+      if (job.stopped) throw new CommandError('internal', 'killed before it started');
       const out = await this.opts.handlers[cmd.command](cmd.arguments, ctx);
       if (out instanceof ProcessExit) {
         state = out.code === 0 ? 'SUCCESS' : 'ERROR';
@@ -280,10 +281,10 @@ export class Jobs {
     } catch (e) {
       const err = e as Error;
       state = 'ERROR';
-      code = e instanceof CommandError ? e.code : 500;
+      code = e instanceof G8osError ? httpStatus(e) : 500;
       if (!job.endAs) {
         this.message(job, 20, JSON.stringify(err.message ?? String(e)));
-        if (!(e instanceof CommandError)) job.critical = `PANIC(${err.message})`;
+        if (!(e instanceof G8osError)) job.critical = `PANIC(${err.message})`;
       }
     } finally {
       clearTimeout(timer);

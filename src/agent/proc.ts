@@ -121,7 +121,7 @@ export async function pidNamespace(pid: number): Promise<number | null> {
 export function placeInit(place: Place): number | null {
   if (place.container === 0) return null;
   const m = /^\/proc\/(\d+)\/root\/?$/.exec(place.root);
-  if (!m) throw new CommandError(`container ${place.container}: root '${place.root}' is not /proc/<pid>/root`, 500);
+  if (!m) throw new CommandError('internal', `container ${place.container}: root '${place.root}' is not /proc/<pid>/root`);
   return Number(m[1]);
 }
 
@@ -138,7 +138,7 @@ export async function placePids(place: Place): Promise<Map<number, number>> {
     return out;
   }
   const ns = await pidNamespace(init);
-  if (ns === null) throw new CommandError(`container ${place.container}: its init (pid ${init}) is gone`, 500);
+  if (ns === null) throw new CommandError('internal', `container ${place.container}: its init (pid ${init}) is gone`);
   await Promise.all(
     pids.map(async (pid) => {
       if ((await pidNamespace(pid)) !== ns) return;

@@ -1,6 +1,7 @@
 // The wire shapes of the core0 protocol (core0-protocol.md §2, §4) and the contract between the
 // job manager and the commands it runs.
 import type { ChildProcess, SpawnOptions } from 'node:child_process';
+import { type ErrorKind, type ErrorOptions, G8osError, httpStatus } from '../errors';
 
 /** `tags` is a string (alpha-2) or a list of strings (later clients); echoed in the same type. */
 export type Tags = string | string[] | null;
@@ -43,22 +44,17 @@ export function exitStatus(r: Result): number {
   return 1;
 }
 
-/** Message levels (§6). */
-export const LEVEL = {
-  STDOUT: 1,
-  STDERR: 2,
-  CRITICAL: 9,
-  STATSD: 10,
-  RESULT_JSON: 20,
-  JOB_RESULT: 30,
-  EXIT: 50,
-} as const;
+/**
+ * A built-in's error: becomes state ERROR, `data` = JSON of the message, and `code` = the HTTP
+ * status of its kind (src/errors.ts: invalid 400, not_found 404, conflict 409, unavailable 503 …).
+ */
+export class CommandError extends G8osError {
+  constructor(kind: ErrorKind, message: string, options?: ErrorOptions) {
+    super(kind, message, options);
+  }
 
-/** A built-in's error: becomes state ERROR, `data` = JSON of the message, `code`. */
-export class CommandError extends Error {
-  constructor(message: string, readonly code = 500) {
-    super(message);
-    this.name = 'CommandError';
+  get code(): number {
+    return httpStatus(this);
   }
 }
 

@@ -5,13 +5,13 @@ import { CommandError, type Handler } from '../types';
 
 const network: Check = (v, at) => {
   if (v === null || v === undefined) return null;
-  if (typeof v !== 'object' || Array.isArray(v)) throw new CommandError(`argument '${at}': expected object`, 400);
+  if (typeof v !== 'object' || Array.isArray(v)) throw new CommandError('invalid', `argument '${at}': expected object`);
   const n = v as Record<string, unknown>;
   const mode = n.mode ?? null;
-  if (mode !== null && mode !== 'static' && mode !== 'dnsmasq') throw new CommandError(`argument '${at}.mode': expected null, static or dnsmasq`, 400);
+  if (mode !== null && mode !== 'static' && mode !== 'dnsmasq') throw new CommandError('invalid', `argument '${at}.mode': expected null, static or dnsmasq`);
   const nat = opt(bool)(n.nat, `${at}.nat`);
   const settings = (n.settings ?? {}) as Record<string, unknown>;
-  if (typeof settings !== 'object' || Array.isArray(settings)) throw new CommandError(`argument '${at}.settings': expected object`, 400);
+  if (typeof settings !== 'object' || Array.isArray(settings)) throw new CommandError('invalid', `argument '${at}.settings': expected object`);
   const cidr = opt(str)(settings.cidr, `${at}.settings.cidr`);
   return { mode, nat: nat === true, cidr };
 };
@@ -24,8 +24,8 @@ export function bridgeHandlers(c: Containers): Record<string, Handler> {
     'bridge.create': async (raw) => {
       const a = createArgs(raw);
       const n = a.network as { mode: string | null; nat: boolean; cidr?: string | null } | null;
-      if (n?.mode === 'dnsmasq') throw new CommandError('bridge network mode dnsmasq is not supported', 400);
-      if (n?.mode === 'static' && !n.cidr) throw new CommandError("argument 'network.settings.cidr' is missing (static mode needs it)", 400);
+      if (n?.mode === 'dnsmasq') throw new CommandError('invalid', 'bridge network mode dnsmasq is not supported');
+      if (n?.mode === 'static' && !n.cidr) throw new CommandError('invalid', "argument 'network.settings.cidr' is missing (static mode needs it)");
       await c.createBridge({ name: a.name, hwaddr: a.hwaddr, cidr: n?.mode ? n.cidr : null, nat: n?.nat === true });
       return null;
     },

@@ -1,6 +1,7 @@
 // core.*, job.*, config.get and logger.* (core0-protocol.md §9.1, §9.2, §9.11).
 import os from 'node:os';
 import { args, int, opt, str } from '../args';
+import { LOG_LEVELS } from '../config';
 import type { Jobs } from '../jobs';
 import { sumStats } from '../proc';
 import { CommandError, type Handler } from '../types';
@@ -11,7 +12,7 @@ export const VERSION = '1.1.0-alpha-2 (g8os 0.1.0)';
 export function signalName(n: number | null | undefined): NodeJS.Signals {
   if (!n) return 'SIGTERM';
   const name = Object.entries(os.constants.signals).find(([, v]) => v === n)?.[0];
-  if (!name) throw new CommandError(`argument 'signal': unknown signal ${n}`, 400);
+  if (!name) throw new CommandError('invalid', `argument 'signal': unknown signal ${n}`);
   return name as NodeJS.Signals;
 }
 
@@ -25,8 +26,6 @@ export interface CoreOptions {
   self?: boolean;
 }
 
-const LOG_LEVELS = ['CRITICAL', 'ERROR', 'WARNING', 'NOTICE', 'INFO', 'DEBUG'];
-
 export function coreHandlers(o: CoreOptions): Record<string, Handler> {
   const jobStats = async (pids: number[]) => ({ ...(await sumStats(pids)), debug: '' });
   const h: Record<string, Handler> = {
@@ -39,7 +38,7 @@ export function coreHandlers(o: CoreOptions): Record<string, Handler> {
       const a = args({ id: opt(str) })(raw);
       const all = o.jobs().list().filter((j) => j.started || !j.cmd.queue);
       const pick = a.id ? all.filter((j) => j.cmd.id === a.id) : all;
-      if (a.id && pick.length === 0) throw new CommandError(`Process with id '${a.id}' doesn't exist`, 404);
+      if (a.id && pick.length === 0) throw new CommandError('not_found', `Process with id '${a.id}' doesn't exist`);
       return Promise.all(pick.map(async (j) => ({ ...(await jobStats(j.pids())), starttime: j.starttime, cmd: j.cmd })));
     },
     'job.kill': (raw) => {
@@ -54,7 +53,7 @@ export function coreHandlers(o: CoreOptions): Record<string, Handler> {
     'core.subscribe': (raw, ctx) => {
       const a = args({ id: str })(raw);
       const job = o.jobs().get(a.id);
-      if (!job) throw new CommandError(`Process with id '${a.id}' doesn't exist`, 404);
+      if (!job) throw new CommandError('not_found', `Process with id '${a.id}' doesn't exist`);
       // re-emit the other job's messages as this job's own, until it ends or this one is killed
       return new Promise<null>((resolve) => {
         const stop = (): void => {
@@ -75,7 +74,7 @@ export function coreHandlers(o: CoreOptions): Record<string, Handler> {
     h['logger.set_level'] = (raw) => {
       const a = args({ level: str })(raw);
       const level = String(a.level).toUpperCase();
-      if (!LOG_LEVELS.includes(level)) throw new CommandError(`argument 'level': expected one of ${LOG_LEVELS.join(', ')}`, 400);
+      if (!LOG_LEVELS.includes(level)) throw new CommandError('invalid', `argument 'level': expected one of ${LOG_LEVELS.join(', ')}`);
       o.setLogLevel?.(level);
       return null;
     };

@@ -13,7 +13,7 @@ function kind(v: unknown): string {
 
 /** An object of a given shape (unknown keys ignored), for nested arguments. */
 const object = (shape: Record<string, Check>): Check => (v, at) => {
-  if (kind(v) !== 'object') throw new CommandError(`argument '${at}': expected object, got ${kind(v)}`, 400);
+  if (kind(v) !== 'object') throw new CommandError('invalid', `argument '${at}': expected object, got ${kind(v)}`);
   const o = v as Record<string, unknown>;
   const out: Record<string, unknown> = {};
   for (const [k, c] of Object.entries(shape)) if (o[k] !== undefined) out[k] = c(o[k], `${at}.${k}`);
@@ -53,7 +53,7 @@ export function corexHandlers(c: Containers, dispatch: (id: number, cmd: Command
   return {
     'corex.create': (raw) => {
       const a = createArgs(raw);
-      if (a.nics) for (const n of a.nics as { type: string }[]) if (!n.type) throw new CommandError("argument 'nics': a nic needs a type", 400);
+      if (a.nics) for (const n of a.nics as { type: string }[]) if (!n.type) throw new CommandError('invalid', "argument 'nics': a nic needs a type");
       return c.create(a as CreateArgs);
     },
     'corex.list': () => c.list(),
@@ -68,8 +68,8 @@ export function corexHandlers(c: Containers, dispatch: (id: number, cmd: Command
     },
     'corex.dispatch': (raw) => {
       const { container } = dispatchArgs(raw);
-      if (container <= 0) throw new CommandError('invalid container id', 400);
-      if (!c.has(container)) throw new CommandError('container does not exist', 404);
+      if (container <= 0) throw new CommandError('invalid', 'invalid container id');
+      if (!c.has(container)) throw new CommandError('not_found', 'container does not exist');
       // the whole inner command travels (queue, max_time, stream, tags, …); only the id may change
       const inner = (raw as { command: Record<string, unknown> }).command;
       const id = typeof inner.id === 'string' && inner.id ? inner.id : randomUUID();

@@ -55,9 +55,9 @@ export function openFlags(mode: string): { flags: number; readable: boolean; wri
   for (const ch of mode) {
     if ('rwax'.includes(ch) && !base) base = ch;
     else if (ch === '+' && !plus) plus = true;
-    else throw new CommandError(`argument 'mode': invalid mode '${mode}' (one of r, w, a, x, optionally +)`, 400);
+    else throw new CommandError('invalid', `argument 'mode': invalid mode '${mode}' (one of r, w, a, x, optionally +)`);
   }
-  if (!base) throw new CommandError(`argument 'mode': invalid mode '${mode}' (one of r, w, a, x, optionally +)`, 400);
+  if (!base) throw new CommandError('invalid', `argument 'mode': invalid mode '${mode}' (one of r, w, a, x, optionally +)`);
   const create = { r: 0, w: C.O_CREAT | C.O_TRUNC, a: C.O_CREAT | C.O_APPEND, x: C.O_CREAT | C.O_EXCL }[base]!;
   const readable = base === 'r' || plus;
   const writable = base !== 'r' || plus;
@@ -70,16 +70,16 @@ function fsError(err: unknown, p: string): CommandError {
   if (err instanceof CommandError) return err;
   const e = err as NodeJS.ErrnoException;
   switch (e.code) {
-    case 'ENOENT': return new CommandError(`no such file or directory: ${p}`, 404);
-    case 'ENOTDIR': return new CommandError(`not a directory: ${p}`, 400);
-    case 'EISDIR': return new CommandError(`is a directory: ${p}`, 400);
-    case 'EEXIST': return new CommandError(`file exists: ${p}`, 409);
-    case 'ENOTEMPTY': return new CommandError(`directory not empty: ${p}`, 409);
+    case 'ENOENT': return new CommandError('not_found', `no such file or directory: ${p}`);
+    case 'ENOTDIR': return new CommandError('invalid', `not a directory: ${p}`);
+    case 'EISDIR': return new CommandError('invalid', `is a directory: ${p}`);
+    case 'EEXIST': return new CommandError('conflict', `file exists: ${p}`);
+    case 'ENOTEMPTY': return new CommandError('conflict', `directory not empty: ${p}`);
     case 'EACCES':
-    case 'EPERM': return new CommandError(`permission denied: ${p}`, 403);
-    case 'ELOOP': return new CommandError(`too many levels of symbolic links: ${p}`, 400);
-    case 'EXDEV': return new CommandError(`cannot move across file systems: ${p}`, 400);
-    default: return new CommandError(`${p}: ${e.message ?? String(err)}`, 500);
+    case 'EPERM': return new CommandError('unauthorized', `permission denied: ${p}`);
+    case 'ELOOP': return new CommandError('invalid', `too many levels of symbolic links: ${p}`);
+    case 'EXDEV': return new CommandError('invalid', `cannot move across file systems: ${p}`);
+    default: return new CommandError('internal', `${p}: ${e.message ?? String(err)}`);
   }
 }
 
@@ -94,9 +94,9 @@ async function run<T>(p: string, f: () => Promise<T>): Promise<T> {
 /** Decodes base64 that may hold line breaks (the client wraps at 76 columns); checks the size first. */
 export function decodeBlock(block: string): Buffer {
   const b = block.replace(/[\r\n\t ]/g, '');
-  if (b.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(b)) throw new CommandError(`argument 'block': invalid base64`, 400);
+  if (b.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(b)) throw new CommandError('invalid', `argument 'block': invalid base64`);
   const size = (b.length / 4) * 3 - (b.endsWith('==') ? 2 : b.endsWith('=') ? 1 : 0);
-  if (size > MAX_WRITE_BLOCK) throw new CommandError(`argument 'block': ${size} bytes is over the ${MAX_WRITE_BLOCK} bytes limit`, 400);
+  if (size > MAX_WRITE_BLOCK) throw new CommandError('invalid', `argument 'block': ${size} bytes is over the ${MAX_WRITE_BLOCK} bytes limit`);
   return Buffer.from(b, 'base64');
 }
 
@@ -129,7 +129,7 @@ async function lookupId(place: Place, db: 'passwd' | 'group', name: string): Pro
     const f = line.split(':');
     if (f[0] === name && f.length >= 3 && /^\d+$/.test(f[2])) return Number(f[2]);
   }
-  throw new CommandError(`unknown ${db === 'passwd' ? 'user' : 'group'} '${name}'`, 404);
+  throw new CommandError('not_found', `unknown ${db === 'passwd' ? 'user' : 'group'} '${name}'`);
 }
 
 const openArgs = args({ file: str, mode: str, perm: opt(int) });
@@ -160,7 +160,7 @@ export function filesystemHandlers(opts: FilesystemOptions = {}): Record<string,
 
   const get = (place: Place, id: string): Handle => {
     const h = handles.get(id);
-    if (!h || h.container !== place.container) throw new CommandError(`unknown file descriptor '${id}'`, 404);
+    if (!h || h.container !== place.container) throw new CommandError('not_found', `unknown file descriptor '${id}'`);
     return h;
   };
 
@@ -194,7 +194,7 @@ export function filesystemHandlers(opts: FilesystemOptions = {}): Record<string,
     'filesystem.read': async (raw, ctx) => {
       const { fd } = fdArgs(raw);
       return use(ctx.place, fd, async (h) => {
-        if (!h.readable) throw new CommandError(`file descriptor '${fd}' is not open for reading`, 400);
+        if (!h.readable) throw new CommandError('invalid', `file descriptor '${fd}' is not open for reading`);
         const buf = Buffer.allocUnsafe(READ_BLOCK);
         const { bytesRead } = await run(fd, () => h.file.read(buf, 0, READ_BLOCK, null));
         return buf.subarray(0, bytesRead).toString('base64');
@@ -204,7 +204,7 @@ export function filesystemHandlers(opts: FilesystemOptions = {}): Record<string,
     'filesystem.write': async (raw, ctx) => {
       const a = writeArgs(raw);
       return use(ctx.place, a.fd, async (h) => {
-        if (!h.writable) throw new CommandError(`file descriptor '${a.fd}' is not open for writing`, 400);
+        if (!h.writable) throw new CommandError('invalid', `file descriptor '${a.fd}' is not open for writing`);
         const data = decodeBlock(a.block);
         await run(a.fd, async () => {
           for (let off = 0; off < data.length; ) off += (await h.file.write(data, off, data.length - off, null)).bytesWritten;
@@ -257,7 +257,7 @@ export function filesystemHandlers(opts: FilesystemOptions = {}): Record<string,
     'filesystem.remove': async (raw, ctx) => {
       const { path: p } = pathArgs(raw);
       const host = await join(ctx.place, p, false);
-      if (host === path.resolve(ctx.place.root)) throw new CommandError(`refusing to remove the root: ${p}`, 400);
+      if (host === path.resolve(ctx.place.root)) throw new CommandError('invalid', `refusing to remove the root: ${p}`);
       await run(p, () => fsp.rm(host, { recursive: true, force: true })); // missing is fine, as os.RemoveAll
       return null;
     },
@@ -273,7 +273,7 @@ export function filesystemHandlers(opts: FilesystemOptions = {}): Record<string,
 
     'filesystem.chmod': async (raw, ctx) => {
       const a = chmodArgs(raw);
-      if (a.mode < 0 || a.mode >= 2 ** 32) throw new CommandError(`argument 'mode': invalid mode ${a.mode}`, 400);
+      if (a.mode < 0 || a.mode >= 2 ** 32) throw new CommandError('invalid', `argument 'mode': invalid mode ${a.mode}`);
       // Unix bits (0o7777); Go's setuid/setgid/sticky bits are accepted too
       const bit = (b: number) => Math.floor(a.mode / b) % 2 === 1;
       let mode = a.mode % 0o10000;

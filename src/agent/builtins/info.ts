@@ -15,7 +15,7 @@ const readTrim = async (file: string) => (await read(file)).trim();
 function exec(file: string, argv: string[]): Promise<string> {
   return new Promise((resolve, reject) =>
     execFile(file, argv, { timeout: 10_000, maxBuffer: 16 << 20 }, (err, stdout, stderr) =>
-      err ? reject(new CommandError(`${file} ${argv.join(' ')}: ${String(stderr).trim() || err.message}`, 500)) : resolve(stdout),
+      err ? reject(new CommandError('internal', `${file} ${argv.join(' ')}: ${String(stderr).trim() || err.message}`)) : resolve(stdout),
     ),
   );
 }

@@ -17,7 +17,7 @@ export function processHandlers(): Record<string, Handler> {
       let wanted = [...pids.keys()];
       if (pid !== null && pid !== undefined) {
         const host = toHost.get(pid);
-        if (host === undefined) throw new CommandError(`no such process: ${pid}`, 404);
+        if (host === undefined) throw new CommandError('not_found', `no such process: ${pid}`);
         wanted = [host];
       }
       const out = [];
@@ -37,7 +37,7 @@ export function processHandlers(): Record<string, Handler> {
           swap: p.swap,
         });
       }
-      if (out.length === 0 && wanted.length === 1 && pid) throw new CommandError(`no such process: ${pid}`, 404);
+      if (out.length === 0 && wanted.length === 1 && pid) throw new CommandError('not_found', `no such process: ${pid}`);
       return out;
     },
 
@@ -45,18 +45,18 @@ export function processHandlers(): Record<string, Handler> {
       const a = killArgs(raw);
       const pid: number = a.pid;
       const signal: number = a.signal || constants.signals.SIGTERM; // 0/absent = SIGTERM, as job.kill
-      if (pid <= 1) throw new CommandError(`refusing to signal pid ${pid}`, 400);
-      if (signal < 1 || signal > 64) throw new CommandError(`argument 'signal': invalid signal ${signal}`, 400);
+      if (pid <= 1) throw new CommandError('invalid', `refusing to signal pid ${pid}`);
+      if (signal < 1 || signal > 64) throw new CommandError('invalid', `argument 'signal': invalid signal ${signal}`);
       const pids = await placePids(ctx.place);
       const host = [...pids].find(([, inner]) => inner === pid)?.[0];
-      if (host === undefined) throw new CommandError(`no such process: ${pid}`, 404);
-      if (ctx.place.container === 0 && host === process.pid) throw new CommandError(`refusing to signal the agent (pid ${pid})`, 400);
+      if (host === undefined) throw new CommandError('not_found', `no such process: ${pid}`);
+      if (ctx.place.container === 0 && host === process.pid) throw new CommandError('invalid', `refusing to signal the agent (pid ${pid})`);
       try {
         process.kill(host, signal);
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
-        if (code === 'ESRCH') throw new CommandError(`no such process: ${pid}`, 404);
-        throw new CommandError(`kill ${pid}: ${(err as Error).message}`, code === 'EPERM' ? 403 : 500);
+        if (code === 'ESRCH') throw new CommandError('not_found', `no such process: ${pid}`);
+        throw new CommandError(code === 'EPERM' ? 'unauthorized' : 'internal', `kill ${pid}: ${(err as Error).message}`);
       }
       return null;
     },

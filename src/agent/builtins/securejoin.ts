@@ -48,7 +48,7 @@ export async function secureJoin(root: string, unsafe: string, opts: JoinOptions
       current = candidate;
       continue;
     }
-    if (++links > MAX_LINKS) throw new CommandError(`too many levels of symbolic links: ${unsafe}`, 400);
+    if (++links > MAX_LINKS) throw new CommandError('invalid', `too many levels of symbolic links: ${unsafe}`);
     if (link.startsWith('/')) current = [];
     rest = [...link.split('/'), ...rest];
   }

@@ -25,7 +25,7 @@ export async function runProcess(ctx: JobContext, file: string, argv: string[], 
   const dir = spec.dir || '/';
   if (ctx.place.container === 0) {
     const st = await fs.stat(dir).catch(() => null);
-    if (!st?.isDirectory()) throw new CommandError(`working directory '${dir}' does not exist`, 400);
+    if (!st?.isDirectory()) throw new CommandError('invalid', `working directory '${dir}' does not exist`);
   }
   const child = ctx.place.spawn(file, argv, { cwd: dir, env: environment(ctx, spec.env), detached: true, stdio: ['pipe', 'pipe', 'pipe'] });
   ctx.track(child);
@@ -36,7 +36,7 @@ export async function runProcess(ctx: JobContext, file: string, argv: string[], 
     child.stderr!.on('data', (c: Buffer) => err.write(c));
     child.once('error', (e: NodeJS.ErrnoException) => {
       const why = e.code === 'ENOENT' ? 'executable file not found' : e.message;
-      reject(new CommandError(`exec: "${file}": ${why}`, e.code === 'ENOENT' ? 404 : 500));
+      reject(new CommandError(e.code === 'ENOENT' ? 'not_found' : 'internal', `exec: "${file}": ${why}`));
     });
     child.once('close', (code, signal) => {
       out.end();
@@ -55,7 +55,7 @@ export function systemHandlers(): Record<string, Handler> {
   return {
     'core.system': (raw, ctx) => {
       const a = systemArgs(raw);
-      if (!a.name) throw new CommandError("argument 'name': empty command", 400);
+      if (!a.name) throw new CommandError('invalid', "argument 'name': empty command");
       return runProcess(ctx, a.name, (a.args as string[] | null) ?? [], a);
     },
     bash: (raw, ctx) => {
@@ -88,7 +88,7 @@ export function extensionHandlers(exts: Record<string, unknown>): Record<string,
       const a = (rawArgs && typeof rawArgs === 'object' ? rawArgs : {}) as Record<string, unknown>;
       const fill = (s: string): string =>
         s.replace(/\{([^{}]+)\}/g, (m, k: string) => {
-          if (!(k in a)) throw new CommandError(`argument '${k}' is missing`, 400);
+          if (!(k in a)) throw new CommandError('invalid', `argument '${k}' is missing`);
           const v = a[k];
           return typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean' ? String(v) : m;
         });

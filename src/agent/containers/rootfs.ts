@@ -9,13 +9,10 @@ import { openFlist } from '../../flist/open';
 import { entrypointOf, environOf } from '../../flist/runmeta';
 import { openStore } from '../../store';
 import { detach, mountAt, processAlive, unmount } from '../../fs/mounts';
+import { repoRoot } from '../../lib/paths';
 
-/** The checkout's root (this file is src/agent/containers/x.ts, or its build under dist/). */
-export function repoRoot(): string {
-  let dir = __dirname;
-  while (!fs.existsSync(path.join(dir, 'bin/g8os')) && path.dirname(dir) !== dir) dir = path.dirname(dir);
-  return dir;
-}
+// kept for src/hub/web.ts, which imports it from here (the hub engineer moves that import)
+export { repoRoot };
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
