@@ -1,5 +1,5 @@
 // The container runtime end to end with real parts: a busybox rootfs flist in a dir:// store,
-// real g8ufs mounts (each in its own `g8os mount` process), real namespaces through dist/g8init,
+// real g8ufs mounts (one shared `g8os mount --ro` process per flist, an overlay per container), real namespaces through dist/g8init,
 // real cgroups. Networking tests run their Containers inside a network namespace made for the
 // test (helpers/netns.ts), so the host's links, nftables and sysctls never change. No mocks.
 import { execFile, execFileSync } from 'node:child_process';
@@ -60,7 +60,9 @@ afterAll(async () => {
 /** Everything a container can leave behind, for the given data dir. */
 function leftoversOf(dataDir: string): string[] {
   const out: string[] = [];
-  for (const m of readMounts()) if (m.mountPoint.startsWith(`${dataDir}/`)) out.push(`mount ${m.mountPoint}`);
+  // the container dirs and the mount service's (shared lowers: these tests use no grace period)
+  const mountd = `${dataDir}-mounts`;
+  for (const m of readMounts()) if (m.mountPoint.startsWith(`${dataDir}/`) || m.mountPoint.startsWith(`${mountd}/`)) out.push(`mount ${m.mountPoint}`);
   for (const n of leftovers(`${INSTANCE}-`)) out.push(`cgroup ${n}`);
   for (const p of fs.readdirSync('/proc').filter((x) => /^\d+$/.test(x))) {
     try {
@@ -71,6 +73,7 @@ function leftoversOf(dataDir: string): string[] {
     }
   }
   if (fs.existsSync(dataDir)) for (const n of fs.readdirSync(dataDir)) out.push(`dir ${n}`);
+  if (fs.existsSync(mountd)) for (const n of fs.readdirSync(mountd)) if (n !== 'tmp') out.push(`lower ${n}`);
   return out;
 }
 
@@ -120,7 +123,7 @@ describe('containers on the host network namespace (no nics)', () => {
     dataDirs.add(dataDir);
     exits = [];
     c = new Containers({
-      dataDir, cacheDir: path.join(tmp, 'cache'), instance: INSTANCE, log: () => undefined, onExit: (id) => exits.push(id),
+      dataDir, cacheDir: path.join(tmp, 'cache'), instance: INSTANCE, mountGraceMs: 0, log: () => undefined, onExit: (id) => exits.push(id),
     });
     await c.init();
   });
@@ -383,7 +386,7 @@ describe('container networking (inside a test network namespace)', () => {
     ns = await Netns.create();
     dataDir = path.join(tmp, `ndata-${path.basename(ns.name)}`);
     dataDirs.add(dataDir);
-    opts = { dataDir, cacheDir: path.join(tmp, 'cache'), instance: INSTANCE };
+    opts = { dataDir, cacheDir: path.join(tmp, 'cache'), instance: INSTANCE, mountGraceMs: 0 };
     agent = await RemoteContainers.start(ns, opts);
     await agent.call('init');
   });

@@ -69,7 +69,7 @@ beforeAll(async () => {
   expect(up.code, up.stderr).toBe(0);
   url = up.stdout.trim().split('\n').pop()!;
   expect(url).toBe(`${hub.url}/alice/busybox.flist`);
-  agent = await startAgent({ netns: ns, args: ['--cache', path.join(tmp, 'cache')] });
+  agent = await startAgent({ netns: ns, args: ['--cache', path.join(tmp, 'cache'), '--mount-grace', '0'] });
   client = await agent.client();
 }, 180_000);
 
@@ -271,13 +271,13 @@ describe('containers through the protocol', () => {
   }, 600_000);
 
   it('agent killed with containers running, then restarted: the restart sweeps everything; new containers work', async () => {
-    const a = await startAgent({ netns: ns, args: ['--cache', path.join(tmp, 'cache')] });
+    const a = await startAgent({ netns: ns, args: ['--cache', path.join(tmp, 'cache'), '--mount-grace', '0'] });
     const c = await a.client();
     const ids = await Promise.all([1, 2].map(() => c.json<number>('corex.create', { root: url, nics: [{ type: 'default' }] }, 120)));
     expect(ids.sort()).toEqual([1, 2]);
     expect(leftovers(a).length).toBeGreaterThan(0);
     await a.kill();
-    const again = await startAgent({ netns: ns, data: a.data, port: a.port, args: ['--cache', path.join(tmp, 'cache')] });
+    const again = await startAgent({ netns: ns, data: a.data, port: a.port, args: ['--cache', path.join(tmp, 'cache'), '--mount-grace', '0'] });
     expect(again.log()).toMatch(/sweeping/);
     expect(leftovers(again)).toEqual([]);
     const c2 = await again.client();

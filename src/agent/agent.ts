@@ -29,6 +29,8 @@ export interface AgentOptions {
   bind?: string[];
   /** block cache shared by container mounts */
   cacheDir?: string;
+  /** how long an flist stays mounted after its last container (default 30 s) */
+  mountGraceMs?: number;
   log?: (line: string) => void;
 }
 
@@ -107,6 +109,8 @@ export class Agent {
     const g = this.config.globals;
     this.containers = new Containers({
       dataDir: path.join(this.o.dataDir, 'containers'),
+      mountDir: path.join(this.o.dataDir, 'mounts'),
+      mountGraceMs: this.o.mountGraceMs,
       cacheDir: this.o.cacheDir ?? g.cache,
       storage: g.storage,
       bridge: this.config.containers.bridge,

@@ -55,7 +55,8 @@ function agentCommand(): Command {
     .option('--listen <addr>', 'address(es) the bus listens on, comma-separated', '127.0.0.1')
     .option('--password <p>', 'require this password (redis AUTH) (default: $G8OS_AGENT_PASSWORD)')
     .option('--cache <dir>', 'block cache of container mounts (default: the machine cache)')
-    .action(async (o: { config?: string; data: string; redisPort: string; listen: string; password?: string; cache?: string }) => {
+    .option('--mount-grace <ms>', 'how long an flist stays mounted after its last container', '30000')
+    .action(async (o: { config?: string; data: string; redisPort: string; listen: string; password?: string; cache?: string; mountGrace: string }) => {
       const { Agent } = await import('../agent/agent');
       const port = parseInt10(o.redisPort, '--redis-port');
       if (port > 65535) throw new UsageError(`--redis-port ${port}: expected 0-65535`);
@@ -66,6 +67,7 @@ function agentCommand(): Command {
         bind: o.listen.split(',').map((s) => s.trim()).filter(Boolean),
         password: o.password ?? process.env.G8OS_AGENT_PASSWORD,
         cacheDir: o.cache ? path.resolve(o.cache) : undefined,
+        mountGraceMs: parseInt10(o.mountGrace, '--mount-grace'),
       });
       process.stdout.write(`agent ready: ${port ? `redis://${o.listen.split(',')[0]}:${port}, ` : ''}unix socket ${agent.socket}\n`);
       await waitForSignal();

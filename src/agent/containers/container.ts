@@ -4,10 +4,11 @@
 import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import type { Lease } from '../../mountd';
+import { startTime } from '../../mountd/owner';
 import type { Tags } from '../types';
 import type { Cgroup, Limits } from './cgroup';
 import type { Forward } from './ports';
-import type { FlistMount } from './rootfs';
 
 export interface Nic {
   type: string;
@@ -60,7 +61,8 @@ export interface State {
   /** the agent that made it: pid and start time (a live owner's containers are not swept) */
   agent: { pid: number; start: string };
   cgroup?: string;
-  mounts: { target: string; backend: string; pid?: number }[];
+  /** per-container `g8os mount` processes of agents before the mount service (swept only) */
+  mounts?: { target: string; backend: string; pid?: number }[];
   /** the g8init watcher and PID 1 (host pids) */
   g8init?: number;
   pid1?: number;
@@ -75,7 +77,8 @@ export class Container {
   env: Record<string, string> = {};
   entrypoint?: string[];
   cgroup?: Cgroup;
-  mounts: FlistMount[] = [];
+  /** its root's and flist mounts' lowers, from the mount service */
+  leases: Lease[] = [];
   init?: ChildProcess;
   pid1 = 0;
   forwards: Forward[] = [];
@@ -89,7 +92,7 @@ export class Container {
   readonly starttime = Date.now();
 
   constructor(readonly id: number, readonly dir: string) {
-    this.state = { id, agent: { pid: process.pid, start: startTime(process.pid) }, mounts: [], veths: [], forwards: [] };
+    this.state = { id, agent: { pid: process.pid, start: startTime(process.pid) }, veths: [], forwards: [] };
   }
 
   get root(): string {
@@ -112,15 +115,7 @@ export function readState(dir: string): State | undefined {
   }
 }
 
-/** Field 22 of /proc/<pid>/stat: tells a pid's current process from an earlier one. */
-export function startTime(pid: number): string {
-  try {
-    const s = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return s.slice(s.lastIndexOf(')') + 2).split(' ')[19] ?? '';
-  } catch {
-    return '';
-  }
-}
+export { startTime };
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 

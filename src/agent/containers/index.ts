@@ -1,10 +1,11 @@
-// The container table (core0-protocol.md §10): create (validate.ts, start.ts), list/find/place,
-// bridges, and the end of each container on every exit path (release.ts). init() sweeps what a
-// crashed agent left, from the state files container.ts writes.
+// The container table (core0-protocol.md §10): create (validate.ts, start.ts; roots from the
+// node's mount service, src/mountd), list/find/place, bridges, and the end of each container on
+// every exit path (release.ts). init() sweeps what a crashed agent left, from the state files.
 import { type ChildProcess, spawn, type SpawnOptions } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { repoRoot } from '../../lib/paths';
+import { MountService } from '../../mountd';
 import { CommandError, type Place } from '../types';
 import { Cgroup, leftovers } from './cgroup';
 import { Container, type ContainerStats, type CreateArgs, readState, startTime } from './container';
@@ -32,6 +33,10 @@ export interface ContainersOptions {
   pidsMax?: number;
   /** how long a flist mount may take to come up (default 120 s) */
   mountTimeoutMs?: number;
+  /** the mount service's directory (default <dataDir>-mounts) */
+  mountDir?: string;
+  /** how long an flist stays mounted after its last container (default 30 s) */
+  mountGraceMs?: number;
   log?: (line: string) => void;
   /** a container ended (terminated or its PID 1 exited) and is torn down */
   onExit?: (id: number) => void;
@@ -46,7 +51,9 @@ export class Containers {
   /** the default bridge is ours to remove at shutdown (the host had none) */
   private madeBridge = false;
   private readonly g8init = path.join(repoRoot(), 'dist/g8init');
-  private readonly o: Required<Omit<ContainersOptions, 'storage' | 'onExit'>> & Pick<ContainersOptions, 'storage' | 'onExit'>;
+  private readonly o: Required<Omit<ContainersOptions, 'storage' | 'onExit' | 'mountDir' | 'mountGraceMs'>> & Pick<ContainersOptions, 'storage' | 'onExit'>;
+  /** the node's shared read-only flist mounts */
+  readonly mounts: MountService;
 
   constructor(opts: ContainersOptions) {
     this.o = {
@@ -61,6 +68,10 @@ export class Containers {
       log: opts.log ?? ((l) => process.stderr.write(`${l}\n`)),
       onExit: opts.onExit,
     };
+    this.mounts = new MountService({
+      dir: opts.mountDir ?? `${this.o.dataDir}-mounts`, cacheDir: this.o.cacheDir, graceMs: opts.mountGraceMs,
+      timeoutMs: this.o.mountTimeoutMs, log: this.o.log,
+    });
   }
 
   /** Removes what a crashed agent left: its containers' processes, veths, cgroups, mounts, dirs. */
@@ -81,6 +92,8 @@ export class Containers {
     for (const name of leftovers(`${this.o.instance}-c`)) {
       await new Cgroup(name, true).remove().catch((e: Error) => this.o.log(`containers: sweep: ${e.message}`));
     }
+    // after the containers: their overlays sat on these lowers
+    await this.mounts.init();
   }
 
   /** corex.create: validates, starts the container, returns its id; nothing is left on failure. */
@@ -95,7 +108,7 @@ export class Containers {
       // a directory of an earlier agent under this id was swept by init(); this is a fresh one
       if (fs.existsSync(c.dir)) await release(c.dir, undefined);
       await startContainer(c, plan, {
-        ...this.o, g8init: this.g8init,
+        ...this.o, g8init: this.g8init, mounts: this.mounts,
         defaultBridge: () => this.defaultBridge(),
         end: (x) => void this.end(x),
         spawnIn: (x, file, a, opts, full) => this.spawnIn(x, file, a, opts, full),
@@ -238,6 +251,7 @@ export class Containers {
     this.closed = true;
     await Promise.allSettled([...this.creating]);
     await Promise.all([...this.table.values()].map((c) => this.end(c)));
+    await this.mounts.shutdown();
     if (this.madeBridge) await net.deleteBridge(this.o.bridge).catch((e: Error) => this.o.log(`containers: removing bridge ${this.o.bridge}: ${e.message}`));
   }
 

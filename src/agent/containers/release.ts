@@ -3,10 +3,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { detach, mountAt, readMounts, unmount } from '../../fs/mounts';
+import { stopLower } from '../../mountd/lower';
 import { Cgroup } from './cgroup';
 import { type Container, runs, type State, waitGone } from './container';
 import * as net from './net';
-import { stopMount } from './rootfs';
 
 /**
  * Releases everything a container holds, from the live object when there is one, else from
@@ -42,17 +42,19 @@ export async function release(dir: string, state: State | undefined, c?: Contain
   }
   for (const v of state?.veths ?? []) await attempt(`veth ${v}`, () => net.deleteLink(v));
   if (state?.cgroup) await attempt('cgroup', () => new Cgroup(state.cgroup!, true).remove());
-  // flist mounts, then the root; each process unmounts its own
+  // mount processes of a container made before the mount service
   const mounts = [...(state?.mounts ?? [])].reverse();
-  await Promise.all(mounts.map((m) => attempt(`mount ${m.target}`, () => stopMount(m.pid, m.target, m.backend))));
-  // anything still mounted below the directory, deepest first
+  await Promise.all(mounts.map((m) => attempt(`mount ${m.target}`, () => stopLower(m.pid, m.target, m.backend))));
+  // the root overlay and anything else mounted below the directory, deepest first
   const below = readMounts().filter((m) => m.mountPoint.startsWith(`${dir}/`)).map((m) => m.mountPoint).sort((a, b) => b.length - a.length);
   for (const p of below) await attempt(`unmount ${p}`, async () => {
     const e = (await unmount(p)) && (await detach(p));
     if (e) throw new Error(e);
   });
-  if (readMounts().some((m) => m.mountPoint.startsWith(`${dir}/`) || m.mountPoint === dir) || mountAt(dir)) {
-    errors.push(`${dir} still has mounts; left in place`);
-  } else await attempt(`remove ${dir}`, () => fs.promises.rm(dir, { recursive: true, force: true }));
+  const stuck = readMounts().some((m) => m.mountPoint.startsWith(`${dir}/`) || m.mountPoint === dir) || mountAt(dir);
+  // the shared lowers once nothing of ours sits on them (a crash sweep has none: the mount service sweeps its own)
+  for (const l of c?.leases.splice(0) ?? []) await attempt(`lower ${l.key}`, () => l.release());
+  if (stuck) errors.push(`${dir} still has mounts; left in place`);
+  else await attempt(`remove ${dir}`, () => fs.promises.rm(dir, { recursive: true, force: true }));
   return errors;
 }

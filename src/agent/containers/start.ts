@@ -1,23 +1,23 @@
 // Bringing a container up (core0-protocol.md §10): check the flists and bridges (nothing taken
-// yet), then cgroup, root and flist mounts, /etc files, PID 1 through dist/g8init, nics, port
+// yet), then cgroup, root and flist mounts (src/mountd), /etc files, PID 1 through dist/g8init, nics, port
 // forwards — each recorded in the state file before it is taken.
 import { type ChildProcess, spawn, type SpawnOptions } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { kindOf, oneLine } from '../../errors';
+import { type Lease, type MountService, mountOverlay } from '../../mountd';
 import { CommandError } from '../types';
 import { Cgroup } from './cgroup';
-import type { Container, Nic, Plan, State } from './container';
+import type { Container, Nic, Plan } from './container';
 import * as net from './net';
 import { forward } from './ports';
-import { type FlistMount, inspectFlist, mountFlist } from './rootfs';
 import { bad } from './validate';
 
 const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
 export interface StartDeps {
   g8init: string;
-  cacheDir: string;
-  mountTimeoutMs: number;
+  mounts: MountService;
   instance: string;
   pidsMax: number;
   log: (line: string) => void;
@@ -35,14 +35,7 @@ export async function startContainer(c: Container, plan: Plan, d: StartDeps): Pr
   fs.mkdirSync(c.dir, { recursive: true });
   c.save();
 
-  // what can fail without touching anything: the flists and their blocks, the bridges
-  const flistMounts = plan.binds.filter((b) => b.flist);
-  const [info] = await Promise.all([
-    inspectFlist(plan.args.root, plan.storage),
-    ...flistMounts.map((b) => inspectFlist(b.flist!, plan.storage)),
-  ]).catch((e: Error) => bad(`cannot use flist: ${e.message}`));
-  c.env = { PATH: DEFAULT_PATH, HOME: '/', ...info.environ };
-  c.entrypoint = info.entrypoint;
+  // what can fail without touching anything: the bridges
   const bridgeOf = new Map<Nic, { bridge: string; address?: net.Cidr }>();
   for (const n of plan.nics) {
     if (n.type === 'default') bridgeOf.set(n, { bridge: d.bridge, address: await d.defaultBridge() });
@@ -58,40 +51,25 @@ export async function startContainer(c: Container, plan: Plan, d: StartDeps): Pr
   c.cgroup = new Cgroup(c.state.cgroup, !plan.privileged);
   c.cgroup.create(plan.limits, d.pidsMax);
 
-  // the root and every flist mount, each served by its own process
-  const mount = (flist: string, target: string, backend: string, ro: boolean, i: number): Promise<FlistMount> => {
-    const rec: State['mounts'][number] = { target, backend };
-    c.state.mounts.push(rec);
-    c.save();
-    return mountFlist(
-      {
-        flist, target, backend, ro, cache: d.cacheDir, storageUrl: plan.storage,
-        log: path.join(c.dir, `mount-${i}.log`), timeoutMs: d.mountTimeoutMs,
-        onExit: (code, sig) => {
-          if (c.stopping) return;
-          d.log(`container ${c.id}: the mount of ${flist} exited (${sig ?? `code ${code}`}); ending the container`);
-          d.end(c);
-        },
-      },
-      (pid) => {
-        rec.pid = pid;
-        c.save();
-      },
-    ).then((m) => {
-      c.mounts.push(m);
-      return m;
+  // the root and every flist mount: a lease on the node's shared read-only lower of each flist
+  // (mounted now if no container uses it), then the root's own overlay on top
+  const lease = async (flist: string): Promise<Lease> => {
+    const l = await d.mounts.acquire(flist, plan.storage).catch((e: unknown) => {
+      throw new CommandError(kindOf(e), oneLine(e));
     });
+    c.leases.push(l);
+    return l;
   };
-  const binds: string[] = [];
-  await Promise.all([
-    mount(plan.args.root, c.root, path.join(c.dir, 'backend'), false, 0),
-    ...plan.binds.map(async (b, i) => {
-      if (!b.flist) return binds.push(`${b.host}:${b.dst}`);
-      const target = path.join(c.dir, 'mounts', String(i + 1));
-      await mount(b.flist, target, path.join(c.dir, 'backends', String(i + 1)), true, i + 1);
-      return binds.push(`${target}:${b.dst}:ro`);
-    }),
-  ]).catch((e: Error) => bad(`cannot mount flist: ${e.message}`));
+  // all settled before a failure is thrown: a lease still coming would escape the clean-up
+  const got = await Promise.allSettled([lease(plan.args.root), ...plan.binds.filter((b) => b.flist).map((b) => lease(b.flist!))]);
+  const failed = got.find((g) => g.status === 'rejected');
+  if (failed) throw failed.reason;
+  const [root, ...flists] = got.map((g) => (g as PromiseFulfilledResult<Lease>).value);
+  c.env = { PATH: DEFAULT_PATH, HOME: '/', ...root.info.environ };
+  c.entrypoint = root.info.entrypoint;
+  await mountOverlay(root.path, c.dir, c.root);
+  let next = 0;
+  const binds = plan.binds.map((b) => (b.flist ? `${flists[next++].path}:${b.dst}:ro` : `${b.host}:${b.dst}`));
 
   const defaultNic = plan.nics.find((n) => n.type === 'default');
   const address = defaultNic ? net.containerAddress(bridgeOf.get(defaultNic)!.address!, c.id) : undefined;
