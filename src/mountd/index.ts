@@ -60,6 +60,8 @@ interface LowerState {
 }
 
 const RESTART_DELAYS_MS = [100, 1000, 5000];
+/** a lower that keeps dying is given up after this many restarts (its users then fail with EIO) */
+const MAX_RESTARTS = 10;
 
 class Lower {
   readonly leases = new Set<object>();
@@ -236,8 +238,14 @@ export class MountService {
       void this.stop(l);
       return;
     }
-    this.o.log(`mounts: the mount of ${l.source} exited (${how}) with ${l.leases.size} user(s); restarting it`);
     l.restarts++;
+    if (l.restarts > MAX_RESTARTS) {
+      this.o.log(`mounts: the mount of ${l.source} exited (${how}) ${l.restarts} times; not restarting it again`);
+      l.ready = Promise.reject(unavailable(`the mount of ${l.source} keeps crashing (${how})`));
+      l.ready.catch(() => undefined);
+      return;
+    }
+    this.o.log(`mounts: the mount of ${l.source} exited (${how}) with ${l.leases.size} user(s); restarting it`);
     l.ready = (async () => {
       let last: unknown;
       for (const ms of RESTART_DELAYS_MS) {
