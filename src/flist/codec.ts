@@ -34,7 +34,7 @@ export const nativeParts: CodecParts | null =
         xxtea: xxteaNative,
         uncompress(src) {
           const out = snappyUncompressNative!(src);
-          if (!out) throw new Error('invalid compressed data');
+          if (!out) throw new G8osError('corrupt', 'invalid compressed data');
           return out;
         },
       }
