@@ -171,7 +171,11 @@ static int snappy_decode(const uint8_t *src, size_t n, size_t i, uint8_t *out, s
       }
       len += 1;
       if (n - i < len || out_len - o < len) return -1;
-      memcpy(out + o, src + i, len);
+      if (len <= 16 && n - i >= 16 && out_len - o >= 16) {
+        memcpy(out + o, src + i, 16); // fixed size: one unaligned load/store, no libc call
+      } else {
+        memcpy(out + o, src + i, len);
+      }
       i += len;
       o += len;
       continue;
@@ -195,7 +199,13 @@ static int snappy_decode(const uint8_t *src, size_t n, size_t i, uint8_t *out, s
       break;
     }
     if (off == 0 || off > o || out_len - o < len) return -1;
-    if (off >= len) {
+    if (off >= 8 && out_len - o >= len + 8) {
+      // 8 bytes at a time, possibly writing up to 7 bytes past `len` (inside the buffer, and
+      // overwritten by what follows); with off >= 8 each 8-byte read precedes what it writes.
+      uint8_t *d = out + o;
+      const uint8_t *from = d - off;
+      for (size_t b = 0; b < len; b += 8) memcpy(d + b, from + b, 8);
+    } else if (off >= len) {
       memcpy(out + o, out + o - off, len);
     } else {
       // overlapping copy: repeats the last `off` bytes, so it must go forward byte by byte
