@@ -42,6 +42,11 @@ export const nativeParts: CodecParts | null =
 
 const parts = nativeParts ?? jsParts;
 
+/** Snappy raw decode for every codec (gen-3 too): the addon's when present. The snappy
+ *  package's sync calls never free their output on glibc (Brooooooklyn/snappy#323; measured
+ *  here: +1.3 GiB RSS after 40 passes over 32 MiB, the addon +35 MiB flat). */
+export const snappyUncompress = (src: Buffer): Buffer => parts.uncompress(src);
+
 /** encodeBlock with chosen parts. Compression always uses the snappy package, so that block
  *  ids stay what they were (Snappy output differs between compressors). */
 export function encodeBlockWith(c: CodecParts, plain: Uint8Array): EncodedBlock {

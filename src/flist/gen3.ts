@@ -4,9 +4,9 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import Database from 'better-sqlite3';
 import { createBLAKE2b, type IHasher } from 'hash-wasm';
-import { compressSync, uncompressSync } from 'snappy';
+import { compressSync } from 'snappy';
 import { G8osError, invalid, kindOf, notFound } from '../errors';
-import { CorruptBlockError } from './codec';
+import { CorruptBlockError, snappyUncompress } from './codec';
 import {
   relPath,
   S_IFBLK,
@@ -328,7 +328,7 @@ export function decodeGen3Block(cipher: Buffer, ref: BlockRef): Buffer {
   if (n === undefined || n > MAX_PLAIN) throw fail('bad snappy length header');
   let plain: Buffer;
   try {
-    plain = uncompressSync(compressed, { asBuffer: true }) as Buffer;
+    plain = snappyUncompress(compressed);
   } catch (e) {
     throw fail(`snappy: ${oneLine(e)}`);
   }
