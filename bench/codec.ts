@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import snappy from 'snappy';
+import { G8osError } from '../src/errors';
 import { type CodecParts, decodeBlockWith, encodeBlockWith, type EncodedBlock, jsParts, nativeParts } from '../src/flist/codec';
 import { blake2b128, hashReady } from '../src/flist/hash';
 import { BLOCK_SIZE } from '../src/flist/types';
@@ -47,7 +48,7 @@ type Op = (p: CodecParts) => () => void;
 
 export async function codecBench(ctx: Context): Promise<BenchResult> {
   await hashReady();
-  if (!nativeParts) throw new Error('native codec absent (dist/native/codec.node): run scripts/setup.sh');
+  if (!nativeParts) throw new G8osError('unavailable', 'native codec absent (dist/native/codec.node): run scripts/setup.sh');
   const native = nativeParts;
   const runs = ctx.quick ? 3 : 7;
   const mib = ctx.quick ? 16 : 64;
