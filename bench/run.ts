@@ -1,6 +1,7 @@
-// `npm run bench [-- --quick] [-- --only images,ingest,open,hub,mount,agent,container]`: runs the selected benchmarks in order,
+// `npm run bench [-- --quick] [-- --only images,codec,ingest,open,hub,mount,agent,container]`: runs the selected benchmarks in order,
 // prints each table when ready and writes bench/results/<date>[-quick].{json,md} at the end.
 import { agentBench } from './agent';
+import { codecBench } from './codec';
 import { containerBench } from './container';
 import { imagesBench } from './images';
 import { type BenchResult, type Context, log, markdownTable, writeResults } from './lib';
@@ -10,7 +11,7 @@ import { mountBench } from './mount';
 import { open } from './open';
 
 const BENCHES: Record<string, (ctx: Context) => Promise<BenchResult>> = {
-  images: imagesBench, ingest, open, hub: hubIngest, mount: mountBench, agent: agentBench, container: containerBench,
+  images: imagesBench, codec: codecBench, ingest, open, hub: hubIngest, mount: mountBench, agent: agentBench, container: containerBench,
 };
 
 function usage(msg?: string): never {

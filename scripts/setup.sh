@@ -53,3 +53,11 @@ if [ ! -x dist/g8init ] || [ src/agent/native/g8init.c -nt dist/g8init ]; then
   mkdir -p dist
   gcc -static -O2 -Wall -o dist/g8init src/agent/native/g8init.c >&2
 fi
+
+# The native block codec (src/flist/native/codec.c, an N-API addon): XXTEA in C, loaded by
+# src/flist/xxtea.ts, which falls back to its JS when this file is absent.
+if [ ! -f dist/native/codec.node ] || [ src/flist/native/codec.c -nt dist/native/codec.node ]; then
+  echo "setup: building dist/native/codec.node" >&2
+  mkdir -p dist/native
+  gcc -O2 -Wall -shared -fPIC -I/usr/include/node -o dist/native/codec.node src/flist/native/codec.c >&2
+fi

@@ -7,9 +7,13 @@ import { Readable } from 'node:stream';
 import zlib from 'node:zlib';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildFromTar } from '../src/flist/builder';
+import { UsageError } from '../src/cli/util';
+import { errnoName, exitCode, G8osError, httpStatus, kindOf } from '../src/errors';
+import { FlistError } from '../src/flist/archive';
+import { BuildError, buildFromTar } from '../src/flist/builder';
+import { CapnpError, Message } from '../src/flist/capnp';
 import { decodeBlock, encodeBlock } from '../src/flist/codec';
-import { fileContent } from '../src/flist/content';
+import { fileContent, MissingBlockError } from '../src/flist/content';
 import { blake2b128, dirKey, hashReady } from '../src/flist/hash';
 import { openGen2, ROOT_KEY } from '../src/flist/reader';
 import { decodeAci, decodeDir, encodeAci, encodeDir } from '../src/flist/schema';
@@ -660,5 +664,66 @@ describe('bad input', () => {
       expect(r.code).toBe(1);
       expect(r.stderr).toMatch(/directory again loops back/);
     });
+  });
+});
+
+describe('error kinds (src/errors.ts): what callers branch on instead of message text', () => {
+  const caught = async (fn: () => Promise<unknown> | unknown): Promise<unknown> => {
+    try {
+      await fn();
+    } catch (e) {
+      return e;
+    }
+    throw new Error('expected a throw');
+  };
+
+  it('build errors: invalid input, too_large for caps; messages unchanged', async () => {
+    const tarBytes = await writeTar(everyTypeEntries());
+    const store = await openStore(`dir://${path.join(tmp, 'kinds-blocks')}`);
+    const many = await caught(() => buildFromTar(Readable.from([tarBytes]), { store, maxEntries: 1 }));
+    expect(many).toBeInstanceOf(BuildError);
+    expect([kindOf(many), exitCode(many), httpStatus(many)]).toEqual(['too_large', 1, 413]);
+    expect((many as Error).message).toBe('archive has more than 1 members');
+    const big = await caught(() => buildFromTar(Readable.from([tarBytes]), { store, maxExpandedBytes: 10_000 }));
+    expect(kindOf(big)).toBe('too_large');
+    expect((big as Error).message).toMatch(/^archive expands to more than 10000 bytes \(the limit\)$/);
+    const junk = await caught(() => buildFromTar(Readable.from([Buffer.alloc(4096, 7)]), { store }));
+    expect(junk).toBeInstanceOf(BuildError);
+    expect(kindOf(junk)).toBe('invalid');
+  });
+
+  it('flist errors: not_found, invalid, corrupt; capnp corrupt; missing block not_found (EIO to a reader)', async () => {
+    const gone = await caught(() => openGen2(path.join(tmp, 'no-such.flist')));
+    expect(gone).toBeInstanceOf(FlistError);
+    expect(kindOf(gone)).toBe('not_found');
+    expect((gone as Error).message).toMatch(/^cannot open flist .*no-such\.flist: ENOENT$/);
+    const text = path.join(tmp, 'kinds-text.flist');
+    fs.writeFileSync(text, 'not an flist at all');
+    expect(kindOf(await caught(() => openGen2(text)))).toBe('invalid');
+    const { flist, store } = await buildTar(await writeTar(everyTypeEntries()), 'kinds');
+    const cut = path.join(tmp, 'kinds-cut.flist');
+    fs.writeFileSync(cut, fs.readFileSync(flist).subarray(0, 200));
+    const truncated = await caught(() => openGen2(cut));
+    expect([truncated instanceof FlistError, kindOf(truncated)]).toEqual([true, 'corrupt']);
+    const capnp = await caught(() => new Message(Buffer.alloc(3)));
+    expect([capnp instanceof CapnpError, kindOf(capnp), (capnp as Error).message]).toEqual([true, 'corrupt', 'capnp: message shorter than its segment table']);
+    // the same flist read against an empty store: every block is missing
+    const empty = await openStore(`dir://${path.join(tmp, 'kinds-empty-blocks')}`);
+    const r = await openGen2(flist);
+    try {
+      const e = [...r.walk()].find((x) => x.kind === 'file' && (x.blocks?.length ?? 0) > 0)!;
+      const missing = await caught(() => readAll(empty, e));
+      expect(missing).toBeInstanceOf(MissingBlockError);
+      expect([kindOf(missing), errnoName(missing)]).toEqual(['not_found', 'EIO']);
+      expect((await readAll(store, e)).length).toBe(e.size);
+    } finally {
+      r.close();
+    }
+  });
+
+  it('usage errors exit 2, everything else 1', () => {
+    const u = new UsageError('bad flag');
+    expect([u instanceof G8osError, kindOf(u), exitCode(u), u.name, u.message]).toEqual([true, 'usage', 2, 'UsageError', 'bad flag']);
+    expect(exitCode(new FlistError('x'))).toBe(1);
   });
 });

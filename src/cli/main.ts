@@ -1,12 +1,12 @@
 // The g8os command line: one binary, one subcommand per job.
 import v8 from 'node:v8';
 import { Command, CommanderError } from 'commander';
+import { exitCode, oneLine } from '../errors';
 import { agentCommands } from './agent';
 import { flistCommand } from './flist';
 import { hubCommand } from './hub';
 import { mountCommand, umountCommand } from './mount';
 import { startCommand } from './start';
-import { UsageError } from './util';
 
 export function program(): Command {
   const p = new Command('g8os')
@@ -47,15 +47,10 @@ export async function main(argv: string[]): Promise<number> {
       // help and version exit 0; commander already printed the message
       return e.exitCode === 0 || e.code === 'commander.helpDisplayed' || e.code === 'commander.version' ? 0 : 2;
     }
-    const err = e as Error;
-    process.stderr.write(`g8os: ${oneLine(err.message || String(e))}\n`);
-    if (process.env.G8OS_DEBUG) process.stderr.write(`${err.stack}\n`);
-    return err instanceof UsageError ? 2 : 1;
+    process.stderr.write(`g8os: ${oneLine(e)}\n`);
+    if (process.env.G8OS_DEBUG) process.stderr.write(`${(e as Error)?.stack ?? e}\n`);
+    return exitCode(e);
   }
-}
-
-function oneLine(s: string): string {
-  return s.replace(/\s*\n\s*/g, ' ').trim();
 }
 
 if (require.main === module) {

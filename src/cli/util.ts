@@ -1,12 +1,12 @@
 // Small helpers shared by the CLI verbs.
 import type { Server } from 'node:http';
+import { G8osError } from '../errors';
 import { S_IFMT, S_IFDIR, S_IFLNK, S_IFCHR, S_IFBLK, S_IFIFO, S_IFSOCK } from '../flist/types';
 
-/** An error in how the command was called: printed as one line, exit status 2. */
-export class UsageError extends Error {
+/** An error in how the command was called: printed as one line, exit status 2 (kind usage). */
+export class UsageError extends G8osError {
   constructor(message: string) {
-    super(message);
-    this.name = 'UsageError';
+    super('usage', message);
   }
 }
 

@@ -7,15 +7,16 @@ import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
 import zlib from 'node:zlib';
 import tar from 'tar-stream';
+import { type ErrorKind, G8osError, kindOf } from '../errors';
 import { makeTempDir } from './tempdir';
 
 export const DB_NAME = 'flistdb.sqlite3';
 const MAX_DB = 4 * 1024 * 1024 * 1024;
 
-export class FlistError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'FlistError';
+/** An flist that cannot be read: `invalid` (not an flist), `corrupt` (damaged), `not_found`. */
+export class FlistError extends G8osError {
+  constructor(message: string, kind: ErrorKind = 'invalid', cause?: unknown) {
+    super(kind, message, cause === undefined ? {} : { cause });
   }
 }
 
@@ -26,7 +27,8 @@ export async function detectContainer(file: string): Promise<Container> {
   try {
     st = await fs.promises.stat(file);
   } catch (e) {
-    throw new FlistError(`cannot open flist ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    const k = kindOf(e);
+    throw new FlistError(`cannot open flist ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, k === 'internal' ? 'invalid' : k, e);
   }
   if (st.isDirectory()) return 'directory';
   const fh = await fs.promises.open(file, 'r');
@@ -49,7 +51,7 @@ function decompressed(file: string, kind: Container): Readable {
   // bzip2/xz are rare for flists: let Debian's tools do it rather than carry a library.
   const child = spawn(kind === 'bzip2' ? 'bzip2' : 'xz', ['-dc'], { stdio: ['pipe', 'pipe', 'ignore'] });
   input.pipe(child.stdin);
-  child.on('error', (e) => child.stdout.destroy(new FlistError(`cannot run ${kind} to read the flist: ${e.message}`)));
+  child.on('error', (e) => child.stdout.destroy(new FlistError(`cannot run ${kind} to read the flist: ${e.message}`, 'unavailable', e)));
   return child.stdout;
 }
 
@@ -77,13 +79,13 @@ export async function extractDb(file: string): Promise<ExtractedDb> {
   try {
     const source = decompressed(file, kind);
     const done = pipeline(source, extract).catch((e: unknown) => {
-      throw new FlistError(`corrupt flist ${file}: ${describe(e)}`);
+      throw new FlistError(`corrupt flist ${file}: ${describe(e)}`, 'corrupt', e);
     });
     done.catch(() => undefined); // awaited below; keep an early failure from being unhandled
     for await (const entry of extract) {
       const base = path.posix.basename(entry.header.name);
       if (entry.header.type === 'file' && base === DB_NAME && !found) {
-        if (entry.header.size > MAX_DB) throw new FlistError(`corrupt flist ${file}: ${DB_NAME} claims ${entry.header.size} bytes`);
+        if (entry.header.size > MAX_DB) throw new FlistError(`corrupt flist ${file}: ${DB_NAME} claims ${entry.header.size} bytes`, 'corrupt');
         await pipeline(entry, fs.createWriteStream(out));
         found = true;
       } else if (entry.header.type === 'file' && base === 'router.yaml' && entry.header.size < 1 << 20) {
@@ -98,7 +100,7 @@ export async function extractDb(file: string): Promise<ExtractedDb> {
   } catch (e) {
     await fs.promises.rm(tempDir, { recursive: true, force: true });
     if (e instanceof FlistError) throw e;
-    throw new FlistError(`corrupt flist ${file}: ${describe(e)}`);
+    throw new FlistError(`corrupt flist ${file}: ${describe(e)}`, 'corrupt', e);
   }
 }
 

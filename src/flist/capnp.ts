@@ -2,13 +2,15 @@
 // enough for the flist schema. Hand-written rather than capnp-es: see README "Design notes"
 // for the measurement. The reader bounds its work as the spec's §5.4 requires.
 
+import { G8osError } from '../errors';
+
 const MAX_MESSAGE = 64 * 1024 * 1024;
 const MAX_DEPTH = 64;
 
-export class CapnpError extends Error {
+/** A capnp value that fails its structural checks: stored data, so `corrupt`. */
+export class CapnpError extends G8osError {
   constructor(message: string) {
-    super(`capnp: ${message}`);
-    this.name = 'CapnpError';
+    super('corrupt', `capnp: ${message}`);
   }
 }
 

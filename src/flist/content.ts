@@ -1,14 +1,15 @@
 // Reassembles file contents from a store: blocks fetched a few ahead, decoded, verified.
+import { corrupt, G8osError } from '../errors';
 import type { BlockStore } from '../store/types';
 import { decodeBlock } from './codec';
 import { decodeGen3Block, gen3Ready } from './gen3';
 import { hashReady } from './hash';
 import { BLOCK_SIZE, type BlockCodec, type BlockRef, type Entry } from './types';
 
-export class MissingBlockError extends Error {
+/** `not_found`, but EIO to a filesystem reader: the file exists, its bytes cannot be had. */
+export class MissingBlockError extends G8osError {
   constructor(id: Buffer, where: string, store: string) {
-    super(`block ${id.toString('hex')} of ${where} is missing from ${store}`);
-    this.name = 'MissingBlockError';
+    super('not_found', `block ${id.toString('hex')} of ${where} is missing from ${store}`, { errno: 'EIO' });
   }
 }
 
@@ -38,11 +39,11 @@ export async function* fileContent(store: BlockStore, entry: Entry, codec: Block
   for (let i = 0; i < blocks.length; i++) {
     const data = await window.shift()!;
     if (i < blocks.length - 1 && data.length !== BLOCK_SIZE && codec === 'gen2') {
-      throw new Error(`corrupt file /${entry.path}: block ${i} decodes to ${data.length} bytes, not ${BLOCK_SIZE}`);
+      throw corrupt(`corrupt file /${entry.path}: block ${i} decodes to ${data.length} bytes, not ${BLOCK_SIZE}`);
     }
     total += data.length;
     fill();
     yield data;
   }
-  if (total !== entry.size) throw new Error(`corrupt file /${entry.path}: blocks hold ${total} bytes, the flist says ${entry.size}`);
+  if (total !== entry.size) throw corrupt(`corrupt file /${entry.path}: blocks hold ${total} bytes, the flist says ${entry.size}`);
 }

@@ -4,7 +4,9 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import Database from 'better-sqlite3';
 import { createBLAKE2b, type IHasher } from 'hash-wasm';
-import { compressSync, uncompressSync } from 'snappy';
+import { compressSync } from 'snappy';
+import { G8osError, invalid, kindOf, notFound } from '../errors';
+import { CorruptBlockError, snappyUncompress } from './codec';
 import {
   relPath,
   S_IFBLK,
@@ -78,12 +80,12 @@ export class Gen3Reader implements FlistReader {
   constructor(readonly file: string) {
     let db: Database.Database | undefined;
     try {
-      if (!fs.existsSync(file)) throw new Error('no such file');
+      if (!fs.existsSync(file)) throw notFound('no such file');
       db = new Database(file, { readonly: true, fileMustExist: true });
       const tables = new Set(
         db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").pluck().all() as string[],
       );
-      for (const t of ['inode', 'extra', 'block']) if (!tables.has(t)) throw new Error(`missing table "${t}"`);
+      for (const t of ['inode', 'extra', 'block']) if (!tables.has(t)) throw invalid(`missing table "${t}"`);
       this.q = {
         byIno: db.prepare(`${SELECT_INODE} WHERE i.ino = ?`),
         // First row wins for duplicate names, as in list().
@@ -104,20 +106,20 @@ export class Gen3Reader implements FlistReader {
         routes: tables.has('route') ? db.prepare('SELECT start, "end", url FROM route ORDER BY rowid') : undefined,
       };
       const root = this.q.byIno.get(ROOT_INO);
-      if (!root) throw new Error(`no root inode ${ROOT_INO}`);
-      if (((root.mode ?? 0) & S_IFMT) !== S_IFDIR) throw new Error(`root inode ${ROOT_INO} is not a directory`);
+      if (!root) throw invalid(`no root inode ${ROOT_INO}`);
+      if (((root.mode ?? 0) & S_IFMT) !== S_IFDIR) throw invalid(`root inode ${ROOT_INO} is not a directory`);
       // A root with a parent could be its own descendant: the only way a walk down could loop.
-      if (root.parent !== 0) throw new Error(`root inode ${ROOT_INO} has parent ${root.parent}, expected 0`);
+      if (root.parent !== 0) throw invalid(`root inode ${ROOT_INO} has parent ${root.parent}, expected 0`);
       this.root = root;
       this.db = db;
     } catch (e) {
       db?.close();
-      throw this.bad(oneLine(e));
+      throw this.bad(oneLine(e), kindOf(e) === 'not_found' ? 'not_found' : 'invalid');
     }
   }
 
-  private bad(problem: string): Error {
-    return new Error(`${this.file}: bad gen-3 flist: ${problem}`);
+  private bad(problem: string, kind: 'invalid' | 'not_found' = 'invalid'): G8osError {
+    return new G8osError(kind, `${this.file}: bad gen-3 flist: ${problem}`);
   }
 
   /** The inode row at a normalised relative path. */
@@ -292,7 +294,7 @@ export function gen3Ready(): Promise<void> {
 }
 
 function blake2b256(data: Uint8Array): Buffer {
-  if (!b256) throw new Error('internal: gen3Ready() was not awaited before hashing');
+  if (!b256) throw new G8osError('internal', 'internal: gen3Ready() was not awaited before hashing');
   b256.init();
   b256.update(data);
   return Buffer.from(b256.digest('binary'));
@@ -309,7 +311,7 @@ function snappyLength(b: Buffer): number | undefined {
 }
 
 export function decodeGen3Block(cipher: Buffer, ref: BlockRef): Buffer {
-  const fail = (why: string) => new Error(`corrupt block ${ref.id.toString('hex')}: ${why}`);
+  const fail = (why: string): CorruptBlockError => new CorruptBlockError(ref.id, why);
   if (ref.key.length !== 32) throw fail(`key is ${ref.key.length} bytes, expected 32`);
   if (cipher.length < GCM_TAG) throw fail(`${cipher.length} bytes, shorter than the GCM tag`);
   // Checked first: cheap, and names the store copy as the culprit before decryption does.
@@ -326,7 +328,7 @@ export function decodeGen3Block(cipher: Buffer, ref: BlockRef): Buffer {
   if (n === undefined || n > MAX_PLAIN) throw fail('bad snappy length header');
   let plain: Buffer;
   try {
-    plain = uncompressSync(compressed, { asBuffer: true }) as Buffer;
+    plain = snappyUncompress(compressed);
   } catch (e) {
     throw fail(`snappy: ${oneLine(e)}`);
   }

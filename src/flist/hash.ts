@@ -2,6 +2,7 @@
 // hash-wasm measured fastest here (~700 MB/s on 512 KiB chunks vs ~480 MB/s for the
 // native `blake2` addon); its instances are created asynchronously once, then used sync.
 import { createBLAKE2b, type IHasher } from 'hash-wasm';
+import { G8osError } from '../errors';
 
 let h128: IHasher | undefined;
 let h64: IHasher | undefined;
@@ -17,7 +18,7 @@ export function hashReady(): Promise<void> {
 }
 
 function digest(h: IHasher | undefined, data: Uint8Array | string): Buffer {
-  if (!h) throw new Error('internal: hashReady() was not awaited before hashing');
+  if (!h) throw new G8osError('internal', 'internal: hashReady() was not awaited before hashing');
   h.init();
   h.update(data);
   return Buffer.from(h.digest('binary'));
