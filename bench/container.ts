@@ -7,19 +7,20 @@
 // plus the share of the image's bytes a cold start fetched (block bytes the hub served, from its
 // GET /api/stats counters, over the flist's total stored block bytes; Slacker found 6.4 %), and
 // the docker-save image imported through the hub and run by its entrypoint. Agent, hub and
-// static server run in a network namespace of their own (bench/agent.ts).
+// static server run in a network namespace of their own (bench/container-start.ts).
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import {
-  containerRun, detachUnder, type FirstLine, type Hub, makeNetns, mountsUnder, type Netns, runcBundle,
-  runcConfig, runcRun, startAgent, startDaemon, startHubIn, why,
-} from './agent';
+import { startDaemon } from '../harness/daemon';
+import type { Netns } from '../harness/netns';
+import { agentIn, containerRun, inScratchNetns, type FirstLine, runcBundle, runcConfig, runcRun, why } from './container-start';
 import { HELLO, type Image, realImages } from './images';
 import { type Bar, type Plot } from './plot';
-import { type BenchResult, type Context, fmtSpread, freePort, log, measure, MiB, onCleanup, REPO, roundSpread, spread, type Spread, type Table, withTmpfs } from './lib';
+import { log, onCleanup } from '../harness/cleanup';
+import { G8OS, MiB } from '../harness/paths';
+import { freePort } from '../harness/ports';
+import { benchHub, type BenchHub as Hub, type BenchResult, type Context, fmtSpread, measure, roundSpread, spread, type Spread, type Table } from './lib';
 
-const G8OS = path.join(REPO, 'bin', 'g8os');
 /** Full runs repeat the cold starts over a link of this rate (tc tbf on the namespace's loopback). */
 const SHAPED_RATE = '100mbit';
 
@@ -160,7 +161,7 @@ async function imageRuns(ns: Netns, hub: Hub, hubData: string, staticUrl: string
     }
   };
   const coldRun = async (flist: string, label: string, runArgv: string[], times: FirstLine[], fetched: BlockStats[], hwm?: number[]): Promise<void> => {
-    const a = await startAgent(ns, path.join(dir, `a-${label}`), path.join(dir, `cache-${label}`));
+    const a = await agentIn(ns, path.join(dir, `a-${label}`), path.join(dir, `cache-${label}`));
     try {
       const before = hubStats(ns, hub);
       times.push(await containerRun(a, flist, runArgv, expect));
@@ -197,7 +198,7 @@ async function imageRuns(ns: Netns, hub: Hub, hubData: string, staticUrl: string
     }
   }
   await attempt('g8os warm', async () => {
-    const a = await startAgent(ns, path.join(dir, `a-${image.name}-warm`), path.join(dir, `cache-${image.name}-warm`));
+    const a = await agentIn(ns, path.join(dir, `a-${image.name}-warm`), path.join(dir, `cache-${image.name}-warm`));
     try {
       log(`container: ${image.name}: filling the warm cache`);
       await containerRun(a, up.url, argv, expect);
@@ -255,36 +256,26 @@ export async function containerBench(ctx: Context): Promise<BenchResult> {
   const all: ImageRuns[] = [];
   // hub blocks (≈ a third of each tar), runc rootfs, one pull at a time, per-run caches
   const need = images.reduce((s, i) => s + 2 * i.info.tar_bytes + 2 * i.info.tgz_bytes + (i.docker ? i.info.tar_bytes : 0), 0) + 1024 * MiB;
-  await withTmpfs(need, async (dir) => {
-    const unregisterMounts = onCleanup(() => detachUnder(dir));
-    const ns = makeNetns();
+  await inScratchNetns('container', need, async (dir, ns) => {
+    const hubDir = path.join(dir, 'h');
+    const hub = await benchHub(hubDir, ns);
     try {
-      const hubDir = path.join(dir, 'h');
-      const hub = await startHubIn(ns, hubDir);
-      try {
-        for (const image of images) {
-          // the classic path's source: the same .tar.gz, on the same tmpfs as the hub's blocks
-          const tgz = path.join(dir, `${image.name}.tar.gz`);
-          fs.copyFileSync(image.tgz, tgz);
-          const port = await freePort();
-          const srv = await startDaemon('static server', ns.exec([process.execPath, '-e', STATIC_SERVER, tgz, String(port)]), 'static listening', process.env, 15_000);
-          try {
-            const shape = ctx.quick || image.name !== 'python' ? undefined : SHAPED_RATE;
-            all.push(await imageRuns(ns, hub, path.join(hubDir, 'hub'), `http://127.0.0.1:${port}/image.tar.gz`, image, dir, n, shape));
-          } finally {
-            await srv.stop(5_000);
-            fs.rmSync(tgz, { force: true });
-          }
+      for (const image of images) {
+        // the classic path's source: the same .tar.gz, on the same tmpfs as the hub's blocks
+        const tgz = path.join(dir, `${image.name}.tar.gz`);
+        fs.copyFileSync(image.tgz, tgz);
+        const port = await freePort();
+        const srv = await startDaemon({ label: 'static server', cmd: process.execPath, args: ['-e', STATIC_SERVER, tgz, String(port)], netns: ns.name, ready: 'static listening', timeoutMs: 15_000 });
+        try {
+          const shape = ctx.quick || image.name !== 'python' ? undefined : SHAPED_RATE;
+          all.push(await imageRuns(ns, hub, path.join(hubDir, 'hub'), `http://127.0.0.1:${port}/image.tar.gz`, image, dir, n, shape));
+        } finally {
+          await srv.stop(5_000);
+          fs.rmSync(tgz, { force: true });
         }
-      } finally {
-        await hub.stop();
       }
     } finally {
-      ns.remove();
-      const left = mountsUnder(dir);
-      if (left.length) log(`container: mounts left under the scratch dir, detaching: ${left.join(', ')}`);
-      detachUnder(dir);
-      unregisterMounts();
+      await hub.stop();
     }
   });
 

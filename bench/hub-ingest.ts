@@ -3,68 +3,17 @@
 // extracting the same file into a tmpfs; the hub's peak RSS (and, full runs only, at a generated
 // 1 GiB archive: it must not grow with the upload), the blocks a second upload writes (none), and
 // how many blocks the node image shares with the python one already on the hub.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { realImages } from './images';
 import { imageInput, input, type Input } from './ingest';
 import { type Bar, type Plot } from './plot';
-import {
-  type BenchResult, type Context, fmtSpread, freePort, log, MiB, measure, onCleanup, REPO, repeat, roundSpread,
-  type Sample, spread, type Table, warmFile, withTmpfs,
-} from './lib';
-
-const G8OS = path.join(REPO, 'bin', 'g8os');
+import { log } from '../harness/cleanup';
+import { withTmpfs } from '../harness/mounts';
+import { G8OS, MiB } from '../harness/paths';
+import { benchHub, type BenchHub, type BenchResult, type Context, fmtSpread, measure, repeat, roundSpread, type Sample, spread, type Table, warmFile } from './lib';
 
 
-interface RunningHub {
-  url: string;
-  token: string;
-  blocksDir: string;
-  child: ChildProcess;
-  /** VmHWM / VmRSS of the hub process, MiB */
-  memory(field: 'VmHWM' | 'VmRSS'): number;
-  stop(): Promise<void>;
-}
-
-/** A hub with everything (registry, blocks, the writer's temp files) under `dir`. */
-export async function startHub(dir: string): Promise<RunningHub> {
-  const data = path.join(dir, 'hub');
-  const tmp = path.join(dir, 'tmp');
-  fs.mkdirSync(tmp, { recursive: true });
-  const port = await freePort();
-  const child = spawn(process.execPath, [G8OS, 'hub', '--listen', `127.0.0.1:${port}`, '--data', data], {
-    env: { ...process.env, TMPDIR: tmp },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const unregister = onCleanup(() => child.kill('SIGKILL'));
-  let out = '';
-  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`hub did not start:\n${out}`)), 15_000);
-    child.stdout!.on('data', () => out.includes('hub listening') && (clearTimeout(timer), resolve()));
-    child.once('exit', (code) => (clearTimeout(timer), reject(new Error(`hub exited with ${code}:\n${out}`))));
-  });
-  const add = spawnSync(process.execPath, [G8OS, 'hub', 'user', 'add', 'bench', '--data', data], { encoding: 'utf8' });
-  if (add.status !== 0) throw new Error(`hub user add: ${add.stderr}`);
-  return {
-    url: `http://127.0.0.1:${port}`,
-    token: add.stdout.trim().split('\n').pop()!,
-    blocksDir: path.join(data, 'blocks'),
-    child,
-    memory(field) {
-      const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(fs.readFileSync(`/proc/${child.pid}/status`, 'utf8'));
-      return m ? Number(m[1]) / 1024 : NaN;
-    },
-    async stop() {
-      child.kill('SIGTERM');
-      await exited;
-      unregister();
-    },
-  };
-}
 
 function countFiles(dir: string): number {
   let n = 0;
@@ -72,7 +21,7 @@ function countFiles(dir: string): number {
   return n;
 }
 
-function upload(hub: RunningHub, file: string, name: string): Promise<Sample> {
+function upload(hub: BenchHub, file: string, name: string): Promise<Sample> {
   return measure(process.execPath, [G8OS, 'hub', 'upload', file, '--hub', hub.url, '--token', hub.token, '--name', name]);
 }
 
@@ -101,17 +50,17 @@ function tmpfsSize(inp: Input): number {
 /** One hub per run: fresh upload (peak RSS read right after), then the same file again. */
 function hubRun(inp: Input, file: string, label: string): Promise<HubRun> {
   return withTmpfs(tmpfsSize(inp), async (dir) => {
-    const hub = await startHub(dir);
+    const hub = await benchHub(dir);
     try {
-      const hubIdleMiB = hub.memory('VmRSS');
+      const hubIdleMiB = hub.hub.memory('VmRSS');
       const fresh = await upload(hub, file, 'first');
-      const hubPeakMiB = hub.memory('VmHWM');
-      const before = countFiles(hub.blocksDir);
+      const hubPeakMiB = hub.hub.memory('VmHWM');
+      const before = countFiles(hub.hub.blocksDir);
       log(`hub ingest ${label}: second upload`);
       const again = await upload(hub, file, 'again');
       return {
         fresh, again, hubPeakMiB, hubIdleMiB,
-        firstReported: newBlocks(fresh), againReported: newBlocks(again), againFiles: countFiles(hub.blocksDir) - before,
+        firstReported: newBlocks(fresh), againReported: newBlocks(again), againFiles: countFiles(hub.hub.blocksDir) - before,
       };
     } finally {
       await hub.stop();
@@ -161,14 +110,14 @@ async function crossImage(py: Input, nd: Input): Promise<{ pyBlocks: number; ndN
   warmFile(py.tar);
   warmFile(nd.tar);
   return withTmpfs(2 * (py.bytes + nd.bytes) + 512 * MiB, async (dir) => {
-    const hub = await startHub(dir);
+    const hub = await benchHub(dir);
     try {
       log('hub ingest: python image, then the node image into the same hub');
       const a = await upload(hub, py.tar, 'python');
-      const before = countFiles(hub.blocksDir);
+      const before = countFiles(hub.hub.blocksDir);
       const b = await upload(hub, nd.tar, 'node');
       const ndNew = newBlocks(b);
-      if (countFiles(hub.blocksDir) - before !== ndNew) throw new Error(`node after python: hub reported ${ndNew} new blocks, ${countFiles(hub.blocksDir) - before} block files appeared`);
+      if (countFiles(hub.hub.blocksDir) - before !== ndNew) throw new Error(`node after python: hub reported ${ndNew} new blocks, ${countFiles(hub.hub.blocksDir) - before} block files appeared`);
       return { pyBlocks: newBlocks(a), ndNew, ndAgainS: b };
     } finally {
       await hub.stop();

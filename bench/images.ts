@@ -10,7 +10,9 @@ import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { type BenchResult, cacheDir, cached, type Context, log, measure, MiB, onCleanup, type Table } from './lib';
+import { log, onCleanup } from '../harness/cleanup';
+import { MiB } from '../harness/paths';
+import { type BenchResult, cacheDir, cached, type Context, measure, type Table } from './lib';
 
 export const MIRROR = process.env.G8OS_BENCH_MIRROR ?? 'http://deb.debian.org/debian';
 const SOURCE_DATE_EPOCH = 1_700_000_000; // fixed file times (mmdebstrap honours it)

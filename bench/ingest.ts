@@ -6,10 +6,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { writeBigTarFile } from '../test/helpers/tarballs';
 import { type Image, realImages } from './images';
-import {
-  type BenchResult, type Context, cacheDir, cached, fmtSpread, log, MiB, measure, REPO, repeat, roundSpread,
-  type Sample, spread, type Spread, type Table, warmFile, withTmpfs,
-} from './lib';
+import { log } from '../harness/cleanup';
+import { withTmpfs } from '../harness/mounts';
+import { G8OS, MiB } from '../harness/paths';
+import { type BenchResult, type Context, cacheDir, cached, fmtSpread, measure, repeat, roundSpread, type Sample, spread, type Spread, type Table, warmFile } from './lib';
 import { type Bar, type Plot } from './plot';
 
 const FILES_PER_GIB = 20_000; // same file density at every size, so RSS compares like with like
@@ -48,7 +48,6 @@ interface CreateStats {
   uploaded_bytes: number;
 }
 
-const G8OS = path.join(REPO, 'bin', 'g8os');
 
 function create(file: string, dir: string, out: string): Promise<Sample> {
   return measure(process.execPath, [G8OS, 'flist', 'create', file, '-o', path.join(dir, out), '--store', `dir://${dir}/blocks`, '--json']);

@@ -1,68 +1,24 @@
-// Shared benchmark plumbing: run-and-measure, statistics, tmpfs scratch space, page cache,
-// Markdown tables and the dated results files. Benchmarks are not tests: they only report.
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+// Benchmark plumbing of its own (the shared kind is in harness/): run-and-measure, statistics,
+// page cache, cached inputs, Markdown tables and the dated results files. Benchmarks are not
+// tests: they only report.
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { onCleanup } from '../harness/cleanup';
+import { type Hub, startHub } from '../harness/hub';
+import type { Netns } from '../harness/netns';
+import { MiB, REPO } from '../harness/paths';
+import { killTree } from '../harness/procs';
+import { datedBase, environment, environmentLine, padTable, writeResultFiles } from '../harness/results';
 import { type Plot, writePlots } from './plot';
 
-export const REPO = path.resolve(__dirname, '../..'); // dist/bench -> repo root
-export const MiB = 1024 * 1024;
-export const GiB = 1024 * MiB;
-const LOAD_AT_START = os.loadavg()[0]; // others share this machine: record how busy it was
-
-// ---------------------------------------------------------------------------
-// Cleanup that must happen even on SIGINT/SIGTERM or an uncaught error
-
-const children = new Set<ChildProcess>();
-const cleanups = new Set<() => void>();
-let hooked = false;
-
-/** Sync sleep, for cleanup paths that cannot await. */
-function sleepSync(ms: number): void {
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
-}
-
-function runCleanups(): void {
-  // Whole process groups: the measured command is a grandchild (under GNU time) and would
-  // otherwise keep writing into a scratch dir after its tmpfs is gone.
-  for (const c of children) {
-    try {
-      process.kill(-c.pid!, 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
-  for (const fn of [...cleanups].reverse()) {
-    try {
-      fn();
-    } catch (e) {
-      process.stderr.write(`bench: cleanup failed: ${(e as Error).message}\n`);
-    }
-  }
-  cleanups.clear();
-}
-
-function hookSignals(): void {
-  if (hooked) return;
-  hooked = true;
-  process.on('exit', runCleanups); // synchronous only, which is why cleanups are sync
-  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-    process.on(sig, () => {
-      process.stderr.write(`\nbench: ${sig}, cleaning up\n`);
-      runCleanups();
-      process.exit(sig === 'SIGINT' ? 130 : 143);
-    });
-  }
-}
-
-/** Registers a synchronous cleanup; returns its unregister function. */
-export function onCleanup(fn: () => void): () => void {
-  hookSignals();
-  cleanups.add(fn);
-  return () => cleanups.delete(fn);
-}
+// What this module exported before the harness took it over, for benches written against it.
+export { log, onCleanup } from '../harness/cleanup';
+export { withTmpfs } from '../harness/mounts';
+export { GiB, MiB, REPO } from '../harness/paths';
+export { freePort } from '../harness/ports';
+export { environment } from '../harness/results';
 
 // ---------------------------------------------------------------------------
 // Measuring one command
@@ -94,26 +50,28 @@ function collect(stream: NodeJS.ReadableStream, into: Buffer[]): void {
 
 /** Runs cmd under GNU time; wall time is taken here (sub-ms), peak RSS from time's %M. */
 export function measure(cmd: string, args: string[], opts: RunOptions = {}): Promise<Sample> {
-  hookSignals();
   const out = path.join(os.tmpdir(), `g8os-bench-time-${process.pid}-${Math.random().toString(36).slice(2)}`);
   return new Promise((resolve, reject) => {
     const t0 = process.hrtime.bigint();
     const child = spawn(TIME, ['-f', '%e %M', '-o', out, cmd, ...args], {
       cwd: opts.cwd ?? REPO, env: opts.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'], detached: true,
     });
-    children.add(child);
-    const unregister = onCleanup(() => fs.rmSync(out, { force: true }));
+    // The whole tree: the measured command is a grandchild (under GNU time) and would otherwise
+    // keep writing into a scratch dir after its tmpfs is gone.
+    const unregister = onCleanup(() => {
+      if (child.pid) killTree(child.pid);
+      fs.rmSync(out, { force: true });
+    });
     const stdout: Buffer[] = [];
     const stderr: Buffer[] = [];
     collect(child.stdout!, stdout);
     collect(child.stderr!, stderr);
     child.on('error', (e) => {
-      children.delete(child);
+      unregister();
       reject(new Error(`cannot run ${TIME}: ${e.message} (apt-get install time)`));
     });
     child.on('close', (code) => {
       const wallS = Number(process.hrtime.bigint() - t0) / 1e9;
-      children.delete(child);
       unregister();
       let timeOut = '';
       try {
@@ -183,38 +141,7 @@ export function roundSpread(s: Spread, digits = 3): Spread {
 }
 
 // ---------------------------------------------------------------------------
-// Scratch space and page cache
-
-/** Mounts a fresh tmpfs of `bytes` for the duration of fn; unmounted even on error or signal. */
-export async function withTmpfs<T>(bytes: number, fn: (dir: string) => Promise<T>): Promise<T> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'g8os-bench-'));
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${Math.ceil(bytes / MiB)}m`, 'tmpfs', dir], { stdio: 'pipe' });
-  } catch (e) {
-    fs.rmdirSync(dir);
-    throw new Error(`cannot mount a tmpfs on ${dir} (needs root): ${(e as Error).message}`);
-  }
-  const release = (): void => {
-    // A just-killed child may hold files open for a moment: retry, then detach lazily.
-    for (let i = 0; ; i++) {
-      try {
-        execFileSync('umount', i < 20 ? [dir] : ['-l', dir], { stdio: 'pipe' });
-        break;
-      } catch (e) {
-        if (i >= 20) throw e;
-        sleepSync(100);
-      }
-    }
-    fs.rmSync(dir, { recursive: true, force: true });
-  };
-  const unregister = onCleanup(release);
-  try {
-    return await fn(dir);
-  } finally {
-    unregister();
-    release();
-  }
-}
+// Page cache and cached inputs
 
 /** Drops the page cache (cold-cache runs); false when not permitted. */
 export function dropCaches(): boolean {
@@ -260,10 +187,6 @@ export async function cached(file: string, make: (tmp: string) => Promise<void>)
   return file;
 }
 
-export function log(msg: string): void {
-  process.stderr.write(`bench: ${msg}\n`);
-}
-
 // ---------------------------------------------------------------------------
 // Reporting
 
@@ -294,44 +217,9 @@ const NUMERIC = /^[-+]?[\d.,]+(\s*[×%x])?(\s*\[.*\])?$/;
 
 /** A Markdown table, padded so it also reads well in a terminal; numeric columns right-aligned. */
 export function markdownTable(t: Table): string {
-  const cells = [t.headers, ...t.rows.map((r) => r.map(String))];
-  const width = t.headers.map((_, i) => Math.max(3, ...cells.map((r) => (r[i] ?? '').length)));
   const right = t.headers.map((_, i) => t.rows.length > 0 && t.rows.every((r) => NUMERIC.test(String(r[i] ?? '')) || r[i] === '–'));
-  const line = (r: string[]): string =>
-    `| ${r.map((c, i) => (right[i] ? (c ?? '').padStart(width[i]) : (c ?? '').padEnd(width[i]))).join(' | ')} |`;
-  const sep = `|${width.map((w, i) => (right[i] ? `${'-'.repeat(w + 1)}:` : '-'.repeat(w + 2))).join('|')}|`;
   const notes = t.notes?.length ? `\n${t.notes.join('\n')}` : '';
-  return [`### ${t.title}`, '', line(t.headers), sep, ...t.rows.map((r) => line(r.map(String))), notes].join('\n').trimEnd() + '\n';
-}
-
-function gitCommit(): string {
-  try {
-    const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: REPO, stdio: 'pipe' }).toString().trim();
-    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'src'], { cwd: REPO, stdio: 'pipe' }).toString().trim();
-    return dirty ? `${head}+dirty-src` : head;
-  } catch {
-    return 'unknown';
-  }
-}
-
-export function environment(): Record<string, string | number> {
-  let tarVersion = 'unknown';
-  try {
-    tarVersion = execFileSync('tar', ['--version'], { stdio: 'pipe' }).toString().split('\n')[0];
-  } catch {
-    // not fatal: only reported
-  }
-  return {
-    node: process.version,
-    cpus: os.availableParallelism(),
-    cpu: os.cpus()[0]?.model ?? 'unknown',
-    mem_gib: Math.round(os.totalmem() / GiB),
-    kernel: os.release(),
-    tar: tarVersion,
-    commit: gitCommit(),
-    load1_start: Number(LOAD_AT_START.toFixed(2)),
-    load1_end: Number(os.loadavg()[0].toFixed(2)),
-  };
+  return [`### ${t.title}`, '', ...padTable(t.headers, t.rows.map((r) => r.map(String)), right), notes].join('\n').trimEnd() + '\n';
 }
 
 /**
@@ -339,9 +227,7 @@ export function environment(): Record<string, string | number> {
  * benches in today's file, so partial runs do not erase the others.
  */
 export function writeResults(results: BenchResult[], quick: boolean, when = new Date()): { json: string; md: string } {
-  const dir = path.join(REPO, 'bench', 'results');
-  fs.mkdirSync(dir, { recursive: true });
-  const base = path.join(dir, `${when.toISOString().slice(0, 10)}${quick ? '-quick' : ''}`);
+  const base = datedBase(path.join(REPO, 'bench', 'results'), when, quick ? '-quick' : '');
   type Stored = BenchResult & { date: string; env: Record<string, string | number> };
   let benches: Record<string, Stored> = {};
   try {
@@ -361,7 +247,7 @@ export function writeResults(results: BenchResult[], quick: boolean, when = new 
     ...Object.values(benches).flatMap((r) => [
       `## ${r.name}`,
       '',
-      `Run ${r.date}; ${Object.entries(r.env).map(([k, v]) => `${k} ${v}`).join(', ')}.`,
+      `Run ${r.date}; ${environmentLine(r.env)}.`,
       '',
       ...r.tables.map(markdownTable),
       ...(r.plots ?? []).map((p, i) => `![${p.title}](${svgs.get(r.name)![i]})\n`),
@@ -369,21 +255,30 @@ export function writeResults(results: BenchResult[], quick: boolean, when = new 
   ].join('\n');
   // One line per array of plain values keeps the file short and its diffs readable.
   const json = JSON.stringify(doc, null, 1).replace(/\[\n\s*([^[\]{}]*?)\n\s*\]/g, (_, inner: string) => `[${inner.replace(/,\n\s*/g, ', ')}]`);
-  for (const [file, text] of [[`${base}.json`, `${json}\n`], [`${base}.md`, md]]) {
-    fs.writeFileSync(`${file}.tmp`, text);
-    fs.renameSync(`${file}.tmp`, file);
-  }
-  return { json: `${base}.json`, md: `${base}.md` };
+  return writeResultFiles(base, `${json}\n`, md);
 }
 
-/** A loopback port that was free a moment ago. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
+export interface BenchHub {
+  url: string;
+  token: string;
+  hub: Hub;
+  stop(): Promise<unknown>;
+}
+
+/** A hub with everything (registry, blocks, the writer's temp files) under dir, and a token; inside the namespace when given (its loopback is the agent's). */
+export async function benchHub(dir: string, ns?: Netns): Promise<BenchHub> {
+  const hub = await startHub({ netns: ns?.name, dir });
+  try {
+    return { url: hub.url, token: hub.token('bench'), hub, stop: () => hub.stop() };
+  } catch (e) {
+    await hub.stop();
+    throw e;
+  }
+}
+
+export interface FirstLine {
+  /** spawn to the expected first line, seconds */
+  firstS: number;
+  /** spawn to exit */
+  totalS: number;
 }

@@ -5,52 +5,28 @@
 // 4 KiB random reads over those files, served from a hub on loopback (cold, warm = disk cache,
 // hot = page cache) vs the same files extracted on a tmpfs (node image; python in --quick); peak
 // RSS (VmHWM) of the mount process. Every mount runs in a child process.
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { busyboxRootfsTar } from '../test/helpers/tarballs';
 import { type Image, realImage } from './images';
+import { RAW_GET, randomReads, seqRead } from './mount-reads';
 import { type Bar, type Plot } from './plot';
-import {
-  type BenchResult, type Context, fmtSpread, log, MiB, measure, onCleanup, REPO, repeat,
-  roundSpread, type Sample, spread, type Spread, type Table, withTmpfs,
-} from './lib';
-import { startHub } from './hub-ingest';
+import { log, onCleanup } from '../harness/cleanup';
+import { type Daemon, startDaemon } from '../harness/daemon';
+import { forceUnmount, isMounted, withTmpfs } from '../harness/mounts';
+import { G8OS, MiB, REPO } from '../harness/paths';
+import { procStatus } from '../harness/procs';
+import { benchHub, type BenchResult, type Context, fmtSpread, measure, repeat, roundSpread, type Sample, spread, type Spread, type Table } from './lib';
 
-const G8OS = path.join(REPO, 'bin', 'g8os');
 const FUNK = process.env.G8OS_FUNK_FLIST ?? path.resolve(REPO, '..', 'shared', 'fixtures', 'real-flists', 'threefoldtech-funk-latest.flist');
 const RAW_PARALLEL = 8;
-
-// ---------------------------------------------------------------------------
-// Processes
-
-
-function vmHWM(pid: number): number {
-  const m = /^VmHWM:\s+(\d+) kB/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) / 1024 : NaN;
-}
-
-function mounted(target: string): boolean {
-  const t = fs.realpathSync(target);
-  return fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => l.split(' ')[4] === t);
-}
-
-function forceUnmount(target: string): void {
-  for (const [cmd, args] of [['fusermount', ['-uz', target]], ['umount', ['-l', target]]] as const) {
-    try {
-      if (!mounted(target)) return;
-      execFileSync(cmd, [...args], { stdio: 'pipe' });
-    } catch {
-      // try the next way
-    }
-  }
-}
 
 interface Mounted {
   pid: number;
   /** spawn to "mount starts", seconds */
   startS: number;
-  /** VmHWM (MiB) read just before stopping, filled in by stop() */
+  /** VmHWM (MiB) read just before stopping */
   stop(): Promise<number>;
 }
 
@@ -58,53 +34,29 @@ interface Mounted {
 async function mount(src: string, target: string, extra: string[]): Promise<Mounted> {
   fs.mkdirSync(target, { recursive: true });
   const t0 = process.hrtime.bigint();
-  const child = spawn(process.execPath, [G8OS, 'mount', src, target, ...extra], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-  const kill = (): void => {
-    try {
-      process.kill(-child.pid!, 'SIGKILL');
-    } catch {
-      // gone
-    }
-    forceUnmount(target);
-  };
-  const unregister = onCleanup(kill);
-  let out = '';
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const unregister = onCleanup(() => forceUnmount(target));
+  let d: Daemon;
   try {
-    const startS = await new Promise<number>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`g8os mount ${src}: no "mount starts" in 60 s:\n${out}`)), 60_000);
-      child.stdout!.on('data', (d: Buffer) => {
-        out += d.toString();
-        if (out.includes('mount starts')) {
-          clearTimeout(timer);
-          resolve(Number(process.hrtime.bigint() - t0) / 1e9);
-        }
-      });
-      child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-      child.once('exit', (code) => (clearTimeout(timer), reject(new Error(`g8os mount ${src} exited with ${code}:\n${out}`))));
-    });
-    return {
-      pid: child.pid!,
-      startS,
-      async stop() {
-        const hwm = vmHWM(child.pid!);
-        child.kill('SIGTERM');
-        const timer = setTimeout(kill, 30_000);
-        await exited;
-        clearTimeout(timer);
-        if (mounted(target)) {
-          kill();
-          throw new Error(`the mount at ${target} survived its process`);
-        }
-        unregister();
-        return hwm;
-      },
-    };
+    d = await startDaemon({ label: `g8os mount ${src}`, cmd: process.execPath, args: [G8OS, 'mount', src, target, ...extra], ready: 'mount starts' });
   } catch (e) {
-    kill();
+    forceUnmount(target);
     unregister();
     throw e;
   }
+  const startS = Number(process.hrtime.bigint() - t0) / 1e9;
+  return {
+    pid: d.pid,
+    startS,
+    async stop() {
+      const hwm = procStatus(d.pid, 'VmHWM');
+      await d.stop(30_000);
+      const survived = isMounted(target);
+      forceUnmount(target);
+      unregister();
+      if (survived) throw new Error(`the mount at ${target} survived its process`);
+      return hwm;
+    },
+  };
 }
 
 const sh = (script: string): Promise<Sample> => measure('sh', ['-c', script]);
@@ -143,91 +95,6 @@ function materialise(entries: FlistEntry[], root: string): void {
 }
 
 const findLs = (dir: string): Promise<Sample> => sh(`find ${q(dir)} -ls > /dev/null`);
-
-// ---------------------------------------------------------------------------
-// 3. Reads
-
-/** Reads whole files with 1 MiB reads: the listed ones (paths relative to root), or with list '-' every regular file under root (walk included in the time). */
-const SEQ_READS = `
-import os, sys, time, json
-root, lst = sys.argv[1], sys.argv[2]
-buf = bytearray(1 << 20)
-n = files = 0
-def read(p):
-    global n, files
-    fd = os.open(p, os.O_RDONLY)
-    try:
-        while True:
-            k = os.readv(fd, [buf])
-            if k == 0: break
-            n += k
-    finally:
-        os.close(fd)
-    files += 1
-def walk(d):
-    with os.scandir(d) as it:
-        for e in it:
-            if e.is_dir(follow_symlinks=False): walk(e.path)
-            elif e.is_file(follow_symlinks=False): read(e.path)
-t = time.perf_counter()
-if lst == '-': walk(root)
-else:
-    for rel in open(lst).read().split('\\n'):
-        if rel: read(root + rel)
-print(json.dumps({'bytes': n, 'files': files, 's': time.perf_counter() - t}))
-`;
-
-interface SeqRead {
-  mbs: number;
-  bytes: number;
-  files: number;
-}
-
-/** MB/s of reading the listed files (or the whole tree), timed inside the reader (no start-up). */
-async function seqRead(root: string, list: string, expectBytes?: number): Promise<SeqRead> {
-  const s = await measure('python3', ['-c', SEQ_READS, root, list]);
-  const r = JSON.parse(s.stdout.trim()) as { bytes: number; files: number; s: number };
-  if (expectBytes !== undefined && r.bytes !== expectBytes) throw new Error(`reading ${root} (${list}): ${r.bytes} bytes, expected ${expectBytes}`);
-  return { mbs: r.bytes / 1e6 / r.s, bytes: r.bytes, files: r.files };
-}
-
-const RANDOM_READS = `
-import os, sys, random, time
-root, lst, n, seed = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-files = [l.split('\\t') for l in open(lst).read().split('\\n') if l]
-fds = [os.open(root + p, os.O_RDONLY) for p, _ in files]
-blocks = [int(size) // 4096 for _, size in files]
-r = random.Random(seed)
-offs = [(fds[i], r.randrange(blocks[i]) * 4096) for i in r.choices(range(len(files)), weights=blocks, k=n)]
-t = time.perf_counter()
-for fd, o in offs:
-    if len(os.pread(fd, 4096, o)) != 4096: sys.exit('short read at %d' % o)
-print(n / (time.perf_counter() - t))
-`;
-
-/** ops/s of n 4 KiB preads at seeded random aligned offsets over the listed files (path\tsize), offsets spread by size. */
-async function randomReads(root: string, list: string, n: number, seed = 1): Promise<number> {
-  const s = await measure('python3', ['-c', RANDOM_READS, root, list, String(n), String(seed)]);
-  return Number(s.stdout.trim());
-}
-
-const RAW_GET = `
-const [hub, idsFile, par] = process.argv.slice(1);
-const ids = require('fs').readFileSync(idsFile, 'utf8').split('\\n').filter(Boolean);
-let next = 0, bytes = 0;
-async function worker() {
-  while (next < ids.length) {
-    const id = ids[next++];
-    const res = await fetch(hub + '/api/blocks/' + id);
-    if (!res.ok) throw new Error('GET ' + id + ': ' + res.status);
-    bytes += (await res.arrayBuffer()).byteLength;
-  }
-}
-const t = process.hrtime.bigint();
-Promise.all(Array.from({ length: Number(par) }, worker)).then(() => {
-  console.log(JSON.stringify({ bytes, s: Number(process.hrtime.bigint() - t) / 1e9 }));
-}, (e) => { console.error(e.message); process.exit(1); });
-`;
 
 interface ReadRun {
   cold: number;
@@ -401,7 +268,7 @@ export async function mountBench(ctx: Context): Promise<BenchResult> {
 async function readsOf(ctx: Context, img: Image, n: { nRead: number; nRandom: number }, tables: Table[], data: Record<string, unknown>, plots: Plot[]): Promise<void> {
   const { nRead, nRandom } = n;
   await withTmpfs(4 * img.info.tar_bytes + 1024 * MiB, async (dir) => {
-    const hub = await startHub(path.join(dir, 'h'));
+    const hub = await benchHub(path.join(dir, 'h'));
     try {
       log(`mount: uploading the ${img.name} image to the hub`);
       const up = await measure(process.execPath, [G8OS, 'hub', 'upload', img.tar, '--hub', hub.url, '--token', hub.token, '--name', img.name]);

@@ -5,12 +5,11 @@ import path from 'node:path';
 import { extractDb } from '../src/flist/archive';
 import { openGen2 } from '../src/flist/reader';
 import { writeBigTarFile } from '../test/helpers/tarballs';
-import {
-  type BenchResult, type Context, cacheDir, cached, dropCaches, fmtSpread, log, measure, MiB, REPO, repeat,
-  roundSpread, type Sample, spread, type Spread, type Table, timeIt, withTmpfs,
-} from './lib';
+import { log } from '../harness/cleanup';
+import { withTmpfs } from '../harness/mounts';
+import { G8OS, MiB } from '../harness/paths';
+import { type BenchResult, type Context, cacheDir, cached, dropCaches, fmtSpread, measure, repeat, roundSpread, type Sample, spread, type Spread, type Table, timeIt } from './lib';
 
-const G8OS = path.join(REPO, 'bin', 'g8os');
 const FUNK = '/work/shared/fixtures/real-flists/threefoldtech-funk-latest.flist';
 
 /** An flist of `files` tiny files (bigTree layout dNNNN/sNN/fNNNNNNN), tar and flist both cached. */

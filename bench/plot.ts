@@ -109,10 +109,3 @@ export function writePlots(plots: Plot[], base: string): string[] {
     return file.slice(file.lastIndexOf('/') + 1);
   });
 }
-
-/** A bar from a stored spread ({median, min, max}), scaled. */
-export function barOf(label: string, s: { median: number; min: number; max: number } | undefined | null, opts: { baseline?: boolean; scale?: number } = {}): Bar {
-  const k = opts.scale ?? 1;
-  if (!s) return { label, median: NaN };
-  return { label, median: s.median * k, min: s.min * k, max: s.max * k, baseline: opts.baseline };
-}

@@ -4,7 +4,8 @@ import { agentBench } from './agent';
 import { codecBench } from './codec';
 import { containerBench } from './container';
 import { imagesBench } from './images';
-import { type BenchResult, type Context, log, markdownTable, writeResults } from './lib';
+import { log, setLabel } from '../harness/cleanup';
+import { type BenchResult, type Context, markdownTable, writeResults } from './lib';
 import { hubIngest } from './hub-ingest';
 import { ingest } from './ingest';
 import { mountBench } from './mount';
@@ -38,6 +39,7 @@ function parseArgs(argv: string[]): { quick: boolean; only: string[] } {
 }
 
 async function main(): Promise<void> {
+  setLabel('bench');
   const { quick, only } = parseArgs(process.argv.slice(2));
   if (process.getuid?.() !== 0) log('not root: tmpfs mounts and page cache drops will fail');
   const ctx: Context = { quick, print: (t) => process.stdout.write(`\n${markdownTable(t)}`) };

@@ -5,12 +5,15 @@
 // agent must answer core.ping throughout (a second client pings in a loop the whole time). The
 // agent runs in a network namespace of its own, entered with `nsenter --net` only (`ip netns
 // exec` would also remount /sys and hide the cgroup hierarchies); we reach it by its unix socket.
-import { execFileSync } from 'node:child_process';
-import fs from 'node:fs';
 import path from 'node:path';
 import { Client } from '../src/agent/client';
 import type { Result, State } from '../src/agent/types';
-import { by, type Context, G8OS, log, MiB, onCleanup, startDaemon, type SuiteResult, Tally, withTmpfs } from './lib';
+import { killLeftoverRedis, startAgent } from '../harness/agent';
+import { log } from '../harness/cleanup';
+import { withTmpfs } from '../harness/mounts';
+import { makeNetns } from '../harness/netns';
+import { MiB } from '../harness/paths';
+import { by, type Context, type SuiteResult, Tally } from './suite';
 
 interface Planned {
   i: number;
@@ -20,31 +23,6 @@ interface Planned {
   stdout?: string;
   stderr?: string;
   code?: number;
-}
-
-function makeNetns(): { name: string; remove(): void } {
-  const name = `g8s-${process.pid}`;
-  const del = (): void => {
-    try {
-      execFileSync('ip', ['netns', 'del', name], { stdio: 'pipe' });
-    } catch {
-      // not there
-    }
-  };
-  del();
-  execFileSync('ip', ['netns', 'add', name], { stdio: 'pipe' });
-  const unregister = onCleanup(del);
-  execFileSync('ip', ['-n', name, 'link', 'set', 'lo', 'up'], { stdio: 'pipe' });
-  return { name, remove: () => (unregister(), del()) };
-}
-
-function killLeftoverRedis(data: string): void {
-  try {
-    const pid = Number(fs.readFileSync(path.join(data, 'redis.pid'), 'utf8'));
-    if (fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('redis-server')) process.kill(pid, 'SIGKILL');
-  } catch {
-    // none left
-  }
 }
 
 const pct = (xs: number[], q: number): number => {
@@ -57,14 +35,12 @@ export async function agentSuite(ctx: Context): Promise<SuiteResult> {
   const t0 = Date.now();
   const N = 300;
   const rounds = by(ctx, 1, 1, 3);
-  await withTmpfs(ctx.work, 256 * MiB, async (dir) => {
-    const ns = makeNetns();
+  await withTmpfs(256 * MiB, async (dir) => {
+    const ns = makeNetns('s');
     const data = path.join(dir, 'agent');
-    fs.mkdirSync(data, { recursive: true });
-    const unregisterRedis = onCleanup(() => killLeftoverRedis(data));
     try {
-      const agent = await startDaemon('g8os agent', ['nsenter', `--net=/run/netns/${ns.name}`, '--', process.execPath, G8OS, 'agent', '--data', data, '--redis-port', '6379', '--cache', path.join(dir, 'cache')], 'agent ready');
-      const socket = path.join(data, 'redis.sock');
+      const agent = await startAgent({ data, port: 6379, cache: path.join(dir, 'cache'), netns: ns.name });
+      const { socket } = agent;
       const client = await new Client(socket).open();
       const pinger = await new Client(socket).open();
       try {
@@ -171,13 +147,12 @@ export async function agentSuite(ctx: Context): Promise<SuiteResult> {
       } finally {
         client.close();
         pinger.close();
-        await agent.stop(60_000);
+        await agent.stop();
       }
     } finally {
       killLeftoverRedis(data);
-      unregisterRedis();
       ns.remove();
     }
-  });
+  }, ctx.work);
   return t.result(`${N * rounds} jobs pushed at once (queues, max_time, failures, built-ins), core.ping looped meanwhile`, (Date.now() - t0) / 1000);
 }

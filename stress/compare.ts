@@ -12,7 +12,7 @@ import { fileContent } from '../src/flist/content';
 import type { Entry, FlistReader } from '../src/flist/types';
 import type { BlockStore } from '../src/store/types';
 import { normalise, openTarball } from '../bench/verify-tarball';
-import { diffBytes, firstDiff, type Tally } from './lib';
+import { diffBytes, firstDiff, type Tally } from './suite';
 
 export type Kind = 'file' | 'dir' | 'link' | 'other';
 

@@ -9,11 +9,19 @@ import { fork, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { writeBigTarFile } from '../test/helpers/tarballs';
-import { by, type Context, G8OS, log, MiB, mount, onCleanup, run, sleep, startHub, type SuiteResult, Tally, withTmpfs } from './lib';
+import { log, onCleanup, sleep } from '../harness/cleanup';
+import { startHub } from '../harness/hub';
+import { withTmpfs } from '../harness/mounts';
+import { G8OS, MiB } from '../harness/paths';
+import { run } from '../harness/procs';
+import { mount } from './mount';
+import { by, type Context, type SuiteResult, Tally } from './suite';
 import type { ReaderJob, ReaderMsg } from './reader';
 
 const READERS = 8;
 const GRACE_MS = 5000;
+
+const USER = 'stress';
 
 export async function concurrencySuite(ctx: Context): Promise<SuiteResult> {
   const t = new Tally('concurrency');
@@ -26,15 +34,16 @@ export async function concurrencySuite(ctx: Context): Promise<SuiteResult> {
     [0.1, 3000], [0.2, 12_000], [0.35, 1000], [0.45, 5000], [0.55, 15_000], [0.7, 2000], [0.85, 12_000],
   ]);
   const windows: Array<{ down: number; up: number }> = [];
-  await withTmpfs(ctx.work, total * 5 + 512 * MiB, async (dir) => {
+  await withTmpfs(total * 5 + 512 * MiB, async (dir) => {
     const tarball = path.join(dir, 'tree.tar');
     await writeBigTarFile(tarball, { files, totalBytes: total, seed: ctx.seed });
     const ref = path.join(dir, 'ref');
     fs.mkdirSync(ref);
     await run('tar', ['-xf', tarball, '-C', ref]);
-    const hub = await startHub(dir);
+    const hub = await startHub({ dir });
+    const token = hub.token(USER);
     try {
-      const up = await run(process.execPath, [G8OS, 'hub', 'upload', tarball, '--hub', hub.url, '--token', hub.token, '--name', 'tree']);
+      const up = await run(process.execPath, [G8OS, 'hub', 'upload', tarball, '--hub', hub.url, '--token', token, '--name', 'tree']);
       const url = up.stdout.trim().split('\n').pop()!;
       if (!/^https?:\/\//.test(url)) throw new Error(`hub upload printed no URL: ${up.stdout}${up.stderr}`);
       const target = path.join(dir, 'mnt');
@@ -114,6 +123,6 @@ export async function concurrencySuite(ctx: Context): Promise<SuiteResult> {
     } finally {
       await hub.stop();
     }
-  });
+  }, ctx.work);
   return t.result(`${READERS} readers, one cold flist from a hub on loopback, hub SIGKILLed + restarted ${windows.length}×`, (Date.now() - t0) / 1000);
 }

@@ -11,7 +11,12 @@ import { imagesDir } from '../bench/images';
 import { everyTypeEntries, writeBigTarFile, writeTarFile } from '../test/helpers/tarballs';
 import { compareTarball, mountSource } from './compare';
 import { makeFixture } from './fixture';
-import { by, type Context, flistCreate, log, MiB, mount, run, type SuiteResult, Tally, withTmpfs } from './lib';
+import { log } from '../harness/cleanup';
+import { withTmpfs } from '../harness/mounts';
+import { MiB } from '../harness/paths';
+import { run } from '../harness/procs';
+import { flistCreate, mount } from './mount';
+import { by, type Context, type SuiteResult, Tally } from './suite';
 
 interface FioJob {
   jobname: string;
@@ -71,7 +76,7 @@ export async function fioSuite(ctx: Context): Promise<SuiteResult> {
   const parts: string[] = [];
 
   // --- fio on the rw layer
-  await withTmpfs(ctx.work, jobs * size * 2 + 4 * big + 512 * MiB, async (dir) => {
+  await withTmpfs(jobs * size * 2 + 4 * big + 512 * MiB, async (dir) => {
     const fx = await makeFixture(path.join(dir, 'fixture'), big);
     const target = path.join(dir, 'mnt');
     const backend = path.join(dir, 'backend');
@@ -93,7 +98,7 @@ export async function fioSuite(ctx: Context): Promise<SuiteResult> {
     } finally {
       await m.stop().catch((e: Error) => t.error(e.message));
     }
-  });
+  }, ctx.work);
   parts.push(`fio randrw/copy-up/remount verify (${jobs}×${size / MiB} MiB)`);
 
   // --- the lazy read-only layer, cold, against the tarballs
@@ -107,7 +112,7 @@ export async function fioSuite(ctx: Context): Promise<SuiteResult> {
   let files = 0;
   for (const set of sets) {
     const bytes = set.file ? fs.statSync(set.file).size * 4 : by(ctx, 64, 256, 1024) * MiB;
-    await withTmpfs(ctx.work, bytes * 3 + 256 * MiB, async (dir) => {
+    await withTmpfs(bytes * 3 + 256 * MiB, async (dir) => {
       const tarball = set.file ?? path.join(dir, 'src.tar.gz');
       if (set.make) await set.make(tarball);
       const store = `dir://${path.join(dir, 'blocks')}`;
@@ -122,7 +127,7 @@ export async function fioSuite(ctx: Context): Promise<SuiteResult> {
       } finally {
         await m.stop().catch((e: Error) => t.error(e.message));
       }
-    });
+    }, ctx.work);
   }
   parts.push(`ro layer cold read-back of ${files} files (${sets.map((s) => s.label).join(', ')})`);
   t.data = { jobs, size_mib: size / MiB, copyup_mib: big / MiB, ro_sets: sets.map((s) => s.label), ro_files: files };

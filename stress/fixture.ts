@@ -3,7 +3,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { type FixtureEntry, mixedBytes, randomBytes, T0, writeTarFile } from '../test/helpers/tarballs';
-import { BLOCK, flistCreate, MiB } from './lib';
+import { MiB } from '../harness/paths';
+import { flistCreate } from './mount';
+import { BLOCK } from './suite';
 
 export interface Fixture {
   flist: string;

@@ -11,7 +11,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { prng, randomBytes } from '../test/helpers/tarballs';
 import { makeFixture, LOWER_SIZES } from './fixture';
-import { BLOCK, by, type Context, diffBytes, firstDiff, fsType, log, MiB, mount, type Mount, type SuiteResult, Tally, withTmpfs } from './lib';
+import { log } from '../harness/cleanup';
+import { fsType, withTmpfs } from '../harness/mounts';
+import { MiB } from '../harness/paths';
+import { mount, type Mount } from './mount';
+import { BLOCK, by, type Context, diffBytes, firstDiff, type SuiteResult, Tally } from './suite';
 
 const MAX_SIZE = 5 * MiB;
 const LOG_TAIL = 40;
@@ -25,7 +29,7 @@ export async function fsxSuite(ctx: Context): Promise<SuiteResult> {
   const t0 = Date.now();
   const seed = ctx.seed;
   log(`fsx: ${nOps} operations, seed ${seed} (repeat with --seed ${seed})`);
-  await withTmpfs(ctx.work, 512 * MiB, async (dir) => {
+  await withTmpfs(512 * MiB, async (dir) => {
     const fx = await makeFixture(path.join(dir, 'fixture'), 1 * MiB);
     const target = path.join(dir, 'mnt');
     const backend = path.join(dir, 'backend');
@@ -290,6 +294,6 @@ export async function fsxSuite(ctx: Context): Promise<SuiteResult> {
       if (m) await m.stop().catch((e: Error) => t.error(e.message));
     }
     t.data = { seed, ops_planned: nOps, remounts, files_at_end: model.size };
-  });
+  }, ctx.work);
   return t.result(`seeded random file ops on the overlay rw layer, ${remounts} remount${remounts === 1 ? '' : 's'}`, (Date.now() - t0) / 1000);
 }

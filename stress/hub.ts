@@ -15,7 +15,12 @@ import { openGen2 } from '../src/flist/reader';
 import { openStore } from '../src/store';
 import { writeBigTarFile } from '../test/helpers/tarballs';
 import { compareTarball, flistSource } from './compare';
-import { by, type Context, G8OS, log, MiB, run, sleep, startHub, type SuiteResult, Tally, withTmpfs } from './lib';
+import { log, sleep } from '../harness/cleanup';
+import { startHub } from '../harness/hub';
+import { withTmpfs } from '../harness/mounts';
+import { G8OS, MiB } from '../harness/paths';
+import { run } from '../harness/procs';
+import { by, type Context, type SuiteResult, Tally } from './suite';
 
 async function get(url: string, headers: Record<string, string> = {}): Promise<{ status: number; body: Buffer }> {
   const res = await fetch(url, { headers });
@@ -51,6 +56,8 @@ function abortedUpload(hubUrl: string, token: string, file: string, name: string
   });
 }
 
+const USER = 'stress';
+
 export async function hubSuite(ctx: Context): Promise<SuiteResult> {
   const t = new Tally('hub');
   const t0 = Date.now();
@@ -60,7 +67,7 @@ export async function hubSuite(ctx: Context): Promise<SuiteResult> {
   const files = by(ctx, 150, 300, 800);
   const bytes = by(ctx, 12, 32, 96) * MiB;
   await hashReady();
-  await withTmpfs(ctx.work, n * bytes * 4 + 512 * MiB, async (dir) => {
+  await withTmpfs(n * bytes * 4 + 512 * MiB, async (dir) => {
     log(`hub: generating ${n} tarballs of ${bytes / MiB} MiB`);
     const tarballs: string[] = [];
     for (let i = 0; i < n; i++) {
@@ -69,18 +76,19 @@ export async function hubSuite(ctx: Context): Promise<SuiteResult> {
       await writeBigTarFile(f, { files: files + i * 7, totalBytes: bytes + i * 65_537, seed: ctx.seed + i, gzip: gz });
       tarballs.push(f);
     }
-    const hub = await startHub(dir);
+    const hub = await startHub({ dir });
+    const token = hub.token(USER);
     try {
       const upload = async (i: number): Promise<void> => {
-        const r = await run(process.execPath, [G8OS, 'hub', 'upload', tarballs[i], '--hub', hub.url, '--token', hub.token, '--name', `t${i}`], { allowFail: true });
+        const r = await run(process.execPath, [G8OS, 'hub', 'upload', tarballs[i], '--hub', hub.url, '--token', token, '--name', `t${i}`], { allowFail: true });
         t.ops++;
         if (r.code !== 0) t.error(`hub upload t${i}: exit ${r.code}: ${r.stderr.trim().split('\n').pop()}`);
       };
       // The base flist the download loops read, published first.
       await upload(0);
-      const base = await get(`${hub.url}/${hub.user}/t0.flist`);
+      const base = await get(`${hub.url}/${USER}/t0.flist`);
       if (base.status !== 200) throw new Error(`GET t0.flist: ${base.status}`);
-      const md5 = (await get(`${hub.url}/${hub.user}/t0.flist.md5`)).body.toString().trim().split(/\s/)[0];
+      const md5 = (await get(`${hub.url}/${USER}/t0.flist.md5`)).body.toString().trim().split(/\s/)[0];
       if (crypto.createHash('md5').update(base.body).digest('hex') !== md5) t.wrong(base.body.length, 't0.flist does not match its .md5');
       const baseFile = path.join(dir, 't0.flist');
       fs.writeFileSync(baseFile, base.body);
@@ -100,7 +108,7 @@ export async function hubSuite(ctx: Context): Promise<SuiteResult> {
           k = (Math.imul(k, 1664525) + 1013904223 + j) >>> 0;
           try {
             if (k % 8 === 0) {
-              const r = await get(`${hub.url}/${hub.user}/t0.flist`);
+              const r = await get(`${hub.url}/${USER}/t0.flist`);
               downloads++;
               t.bytesChecked += r.body.length;
               if (r.status !== 200) t.error(`GET t0.flist: ${r.status}`);
@@ -134,7 +142,7 @@ export async function hubSuite(ctx: Context): Promise<SuiteResult> {
       for (let a = 0; a < aborts; a++) {
         work.push(
           sleep(200 * a).then(async () => {
-            const how = await abortedUpload(hub.url, hub.token, tarballs[a % n], `abort-${a}`, 0.3 + (0.4 * a) / Math.max(1, aborts));
+            const how = await abortedUpload(hub.url, token, tarballs[a % n], `abort-${a}`, 0.3 + (0.4 * a) / Math.max(1, aborts));
             t.ops++;
             t.expectedErrors++;
             if (how !== 'dropped') t.error(`aborted upload abort-${a}: the hub ${how}`);
@@ -147,10 +155,10 @@ export async function hubSuite(ctx: Context): Promise<SuiteResult> {
       t.ops += downloads + blockGets;
 
       // Nothing of the aborted uploads: not listed, not downloadable, no temp files left.
-      const list = await get(`${hub.url}/api/flist/${hub.user}`);
+      const list = await get(`${hub.url}/api/flist/${USER}`);
       for (let a = 0; a < aborts; a++) {
         if (list.body.toString().includes(`abort-${a}`)) t.error(`aborted upload abort-${a} is listed`);
-        const r = await get(`${hub.url}/${hub.user}/abort-${a}.flist`);
+        const r = await get(`${hub.url}/${USER}/abort-${a}.flist`);
         if (r.status !== 404) t.error(`aborted upload abort-${a}.flist answers ${r.status}`);
       }
       const leftovers = (): string[] =>
@@ -162,7 +170,7 @@ export async function hubSuite(ctx: Context): Promise<SuiteResult> {
       const store = await openStore(hub.url);
       try {
         for (let i = 0; i < n; i++) {
-          const r = await get(`${hub.url}/${hub.user}/t${i}.flist`);
+          const r = await get(`${hub.url}/${USER}/t${i}.flist`);
           if (r.status !== 200) {
             t.error(`t${i}.flist: ${r.status}`);
             continue;
@@ -184,6 +192,6 @@ export async function hubSuite(ctx: Context): Promise<SuiteResult> {
     } finally {
       await hub.stop();
     }
-  });
+  }, ctx.work);
   return t.result(`${n} concurrent uploads + ${aborts} aborted, ${loops} download loops, every flist verified`, (Date.now() - t0) / 1000);
 }

@@ -11,7 +11,10 @@ import { concurrencySuite } from './concurrency';
 import { fioSuite } from './fio';
 import { fsxSuite } from './fsx';
 import { hubSuite } from './hub';
-import { type Context, type Level, log, markdown, REPO, runCleanups, type SuiteResult, writeResults } from './lib';
+import { log, runCleanups, setLabel } from '../harness/cleanup';
+import { REPO } from '../harness/paths';
+import { markdown, writeResults } from './report';
+import { type Context, type Level, type SuiteResult } from './suite';
 
 const SUITES: Record<string, (ctx: Context) => Promise<SuiteResult>> = {
   fsx: fsxSuite,
@@ -61,6 +64,7 @@ function parseArgs(argv: string[]): Args {
 }
 
 async function main(): Promise<number> {
+  setLabel('stress');
   const args = parseArgs(process.argv.slice(2));
   if (process.getuid?.() !== 0) log('not root: FUSE and overlay mounts, tmpfs and network namespaces need root');
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'g8os-stress-'));

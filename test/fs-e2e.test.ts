@@ -2,15 +2,15 @@
 // deadlocks) against a real hub, counting the hub's block requests (GET /api/stats): lazy reads,
 // a cache shared by two mounts, the hub going away and coming back, a corrupt cached block, a
 // full cache disk, and `g8os flist prefetch`. Every mount is torn down after each test.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { BIN, g8os } from './helpers/cli';
+import { g8os } from './helpers/cli';
 import { startHub, type HubProcess } from './helpers/hub';
 import { BLOCK, mixedBytes, randomBytes, T0, writeTar, type FixtureEntry } from './helpers/tarballs';
-import { forceUnmount, isMounted, stopChildren } from './helpers/fuse-child';
+import { forceUnmount, isMounted, type MountProc, spawnMount as startMount, stopChildren } from './helpers/fuse-child';
 
 const MB = 1024 * 1024;
 const BIG = randomBytes(100 * MB, 41);
@@ -51,40 +51,11 @@ async function restartHub(): Promise<void> {
 // ---------------------------------------------------------------------------------------------
 // mount processes and cleanup (as in fs-mount.test.ts)
 
-interface MountProc {
-  child: ChildProcess;
-  exited: Promise<number | string>;
-  stdout(): string;
-  stderr(): string;
-}
-
 const procs = new Set<ChildProcess>();
 const targets = new Set<string>();
 const tmpfsMounts = new Set<string>();
 
-function spawnMount(args: string[]): Promise<MountProc> {
-  const child = spawn(process.execPath, [BIN, 'mount', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  procs.add(child);
-  let out = '';
-  let err = '';
-  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  const exited = new Promise<number | string>((resolve) => child.once('exit', (code, sig) => resolve(code ?? sig ?? -1)));
-  const p: MountProc = { child, exited, stdout: () => out, stderr: () => err };
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`mount neither started nor failed within 30 s: ${err}`)), 30_000);
-    child.stdout!.on('data', () => {
-      if (out.includes('mount starts\n')) {
-        clearTimeout(timer);
-        resolve(p);
-      }
-    });
-    void exited.then(() => {
-      clearTimeout(timer);
-      resolve(p);
-    });
-  });
-}
+const spawnMount = (args: string[]): Promise<MountProc> => startMount(args, procs);
 
 let seq = 0;
 /** A fresh empty cache directory. */

@@ -12,7 +12,7 @@ import { BIN, g8os, ROOT } from './helpers/cli';
 import { startHub, type HubProcess } from './helpers/hub';
 import { freePort, startRedis } from './helpers/redis';
 import { everyTypeEntries, T0, writeTar, type FixtureEntry } from './helpers/tarballs';
-import { forceUnmount, isMounted, stopChildren } from './helpers/fuse-child';
+import { forceUnmount, isMounted, type MountProc, spawnMount as startMount, stopChildren } from './helpers/fuse-child';
 
 let tmp: string;
 let hub: HubProcess;
@@ -23,42 +23,10 @@ let cacheDir: string;
 // ---------------------------------------------------------------------------------------------
 // mount processes and cleanup
 
-interface MountProc {
-  child: ChildProcess;
-  /** resolves with the exit code (or the signal name) */
-  exited: Promise<number | string>;
-  stdout(): string;
-  stderr(): string;
-}
-
 const procs = new Set<ChildProcess>();
 const paths = new Set<string>(); // every target and backend/ro a test used
 
-/** Spawns `g8os mount …`; resolves once it printed `mount starts` or exited. */
-function spawnMount(args: string[], env: NodeJS.ProcessEnv = {}): Promise<MountProc> {
-  const child = spawn(process.execPath, [BIN, 'mount', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
-  procs.add(child);
-  let out = '';
-  let err = '';
-  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  const exited = new Promise<number | string>((resolve) => child.once('exit', (code, sig) => resolve(code ?? sig ?? -1)));
-  const p: MountProc = { child, exited, stdout: () => out, stderr: () => err };
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`mount neither started nor failed within 30 s: ${err}`)), 30_000);
-    const check = (): void => {
-      if (out.includes('mount starts\n')) {
-        clearTimeout(timer);
-        resolve(p);
-      }
-    };
-    child.stdout!.on('data', check);
-    void exited.then(() => {
-      clearTimeout(timer);
-      resolve(p);
-    });
-  });
-}
+const spawnMount = (args: string[], env: NodeJS.ProcessEnv = {}): Promise<MountProc> => startMount(args, procs, env);
 
 interface Setup {
   target: string;

@@ -1,9 +1,10 @@
 // Runs the real CLI (bin/g8os → dist) in a child process.
 import { spawn } from 'node:child_process';
 import path from 'node:path';
+import { G8OS, REPO } from '../../harness/paths';
 
-export const ROOT = path.resolve(__dirname, '../..');
-export const BIN = path.join(ROOT, 'bin/g8os');
+export const ROOT = REPO;
+export const BIN = G8OS;
 export const FIXTURES = path.resolve(ROOT, '../shared/fixtures/real-flists');
 export const FUNK = path.join(FIXTURES, 'threefoldtech-funk-latest.flist');
 

@@ -1,11 +1,13 @@
 // Serves a read-only flist mount from a child process (dist/src/fs/serve-child.js), so the
 // test process can use the mount: a process touching its own FUSE mount deadlocks.
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { type Daemon, startDaemon } from '../../harness/daemon';
+import { forceUnmount, isMounted } from '../../harness/mounts';
 import type { ServeArgs } from '../../src/fs/serve-child';
 import type { RofsStats } from '../../src/fs/rofs';
-import { ROOT } from './cli';
+import { BIN, ROOT } from './cli';
 
 export const SERVE_CHILD = path.join(ROOT, 'dist/src/fs/serve-child.js');
 
@@ -20,27 +22,7 @@ export interface FuseChild {
   stop(): Promise<void>;
 }
 
-export function isMounted(mnt: string): boolean {
-  const want = path.resolve(mnt);
-  return fs
-    .readFileSync('/proc/self/mountinfo', 'utf8')
-    .split('\n')
-    .some((l) => l.split(' ')[4]?.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))) === want);
-}
-
-/** Lazy unmounts until nothing is mounted there (also recovers "Transport endpoint is not connected"). */
-export function forceUnmount(mnt: string): void {
-  for (let i = 0; i < 5 && isMounted(mnt); i++) {
-    for (const cmd of [['fusermount', '-uz', mnt], ['umount', '-l', mnt]]) {
-      try {
-        execFileSync(cmd[0], cmd.slice(1), { stdio: 'ignore' });
-        break;
-      } catch {
-        // try the next way
-      }
-    }
-  }
-}
+export { forceUnmount, isMounted };
 
 /** SIGTERM every child still running (SIGKILL after 10 s), wait for all, forget them. */
 export async function stopChildren(procs: Set<ChildProcess>): Promise<void> {
@@ -56,49 +38,55 @@ export async function stopChildren(procs: Set<ChildProcess>): Promise<void> {
   procs.clear();
 }
 
-export async function serveFlists(args: ServeArgs, timeoutMs = 30_000): Promise<FuseChild> {
-  if (!fs.existsSync(SERVE_CHILD)) throw new Error(`${SERVE_CHILD} is missing: run npm run build`);
-  fs.mkdirSync(args.mountpoint, { recursive: true });
-  const child = spawn(process.execPath, [SERVE_CHILD, JSON.stringify(args)], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+/** A `g8os mount` CLI process; a mount that fails is a result too, so exits are not errors. */
+export interface MountProc {
+  child: ChildProcess;
+  /** resolves with the exit code (or the signal name) */
+  exited: Promise<number | string>;
+  stdout(): string;
+  stderr(): string;
+}
+
+/** Spawns `g8os mount …` (added to `procs`, for stopChildren); resolves once it printed `mount starts` or exited. */
+export function spawnMount(args: string[], procs: Set<ChildProcess>, env: NodeJS.ProcessEnv = {}): Promise<MountProc> {
+  const child = spawn(process.execPath, [BIN, 'mount', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  procs.add(child);
   let out = '';
   let err = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-
-  const stop = async (): Promise<void> => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-      await exited;
-      clearTimeout(timer);
-    }
-    forceUnmount(args.mountpoint);
-  };
-
-  try {
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no "mount starts" within ${timeoutMs} ms; stderr: ${err}`)), timeoutMs);
-      const onData = (): void => {
-        if (!out.includes('mount starts\n')) return;
+  const exited = new Promise<number | string>((resolve) => child.once('exit', (code, sig) => resolve(code ?? sig ?? -1)));
+  const p: MountProc = { child, exited, stdout: () => out, stderr: () => err };
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`mount neither started nor failed within 30 s: ${err}`)), 30_000);
+    child.stdout!.on('data', () => {
+      if (out.includes('mount starts\n')) {
         clearTimeout(timer);
-        resolve();
-      };
-      child.stdout!.on('data', onData);
-      child.once('exit', (code, sig) => {
-        clearTimeout(timer);
-        reject(new Error(`serve-child exited (${code ?? sig}) before mounting: ${err.trim()}`));
-      });
+        resolve(p);
+      }
     });
+    void exited.then(() => {
+      clearTimeout(timer);
+      resolve(p);
+    });
+  });
+}
+
+export async function serveFlists(args: ServeArgs, timeoutMs = 30_000): Promise<FuseChild> {
+  if (!fs.existsSync(SERVE_CHILD)) throw new Error(`${SERVE_CHILD} is missing: run npm run build`);
+  fs.mkdirSync(args.mountpoint, { recursive: true });
+  let d: Daemon;
+  try {
+    d = await startDaemon({ label: 'serve-child', cmd: process.execPath, args: [SERVE_CHILD, JSON.stringify(args)], ipc: true, ready: /^mount starts$/, timeoutMs, graceMs: 5000 });
   } catch (e) {
-    await stop();
+    forceUnmount(args.mountpoint);
     throw e;
   }
-
+  const { child } = d;
   return {
     mountpoint: args.mountpoint,
     child,
-    stderr: () => err,
+    stderr: () => d.stderr(),
     stats: () =>
       new Promise((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error('no stats answer')), 5000);
@@ -108,6 +96,9 @@ export async function serveFlists(args: ServeArgs, timeoutMs = 30_000): Promise<
         });
         child.send({ type: 'stats' });
       }),
-    stop,
+    async stop() {
+      await d.stop();
+      forceUnmount(args.mountpoint);
+    },
   };
 }

@@ -6,11 +6,11 @@
 // on the host's loopback and relays each connection to that socket. So http://127.0.0.1:<port>/
 // names the same server on both sides, including in the URLs it prints and writes into flists
 // (what the agent's containers fetch from inside the namespace).
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { startDaemon } from '../../harness/daemon';
 
 const RELAY = String.raw`
 const net = require('net');
@@ -34,18 +34,8 @@ export interface ExposedPort {
 export async function exposeNetnsPort(netns: string, port: number): Promise<ExposedPort> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'g8os-relay-'));
   const sock = path.join(dir, 'relay.sock');
-  const child = spawn('nsenter', [`--net=/run/netns/${netns}`, '--', process.execPath, '-e', RELAY], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, G8T_SOCK: sock, G8T_PORT: String(port) },
-  });
-  let out = '';
-  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  await new Promise<void>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`relay did not start: ${out}`)), 10_000);
-    child.stdout!.on('data', () => out.includes('relay ready') && (clearTimeout(t), resolve()));
-    child.once('exit', (code) => (clearTimeout(t), reject(new Error(`relay exited (${code}): ${out}`))));
+  const relay = await startDaemon({
+    label: 'relay', cmd: process.execPath, args: ['-e', RELAY], netns, env: { G8T_SOCK: sock, G8T_PORT: String(port) }, ready: 'relay ready', timeoutMs: 10_000,
   });
   const conns = new Set<net.Socket>();
   const server = net.createServer((c) => {
@@ -72,8 +62,7 @@ export async function exposeNetnsPort(netns: string, port: number): Promise<Expo
         server.close(() => resolve());
         for (const c of conns) c.destroy();
       });
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-      await exited;
+      await relay.stop();
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };

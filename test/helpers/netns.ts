@@ -5,6 +5,7 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { inNetns, makeNetns, type Netns as Made } from '../../harness/netns';
 import { ROOT } from './cli';
 
 export interface RunResult {
@@ -23,27 +24,25 @@ function exec(file: string, args: string[], timeoutMs = 30_000): Promise<RunResu
   });
 }
 
-let seq = 0;
-
 export class Netns {
-  private constructor(readonly name: string) {}
+  private constructor(private readonly made: Made) {}
+
+  get name(): string {
+    return this.made.name;
+  }
 
   get path(): string {
-    return `/run/netns/${this.name}`;
+    return this.made.path;
   }
 
   static async create(): Promise<Netns> {
-    const ns = new Netns(`g8t-${process.pid}-${++seq}`);
-    for (const args of [['netns', 'add', ns.name], ['-n', ns.name, 'link', 'set', 'lo', 'up']]) {
-      const r = await exec('ip', args);
-      if (r.code !== 0) throw new Error(`ip ${args.join(' ')}: ${r.stderr.trim()}`);
-    }
-    return ns;
+    return new Netns(makeNetns('t'));
   }
 
   /** Runs a host program inside the namespace. */
   exec(file: string, args: string[], timeoutMs?: number): Promise<RunResult> {
-    return exec('nsenter', [`--net=${this.path}`, file, ...args], timeoutMs);
+    const [cmd, ...rest] = inNetns(this.name, [file, ...args]);
+    return exec(cmd, rest, timeoutMs);
   }
 
   /** Link names in the namespace. */
@@ -53,7 +52,7 @@ export class Netns {
   }
 
   async delete(): Promise<void> {
-    await exec('ip', ['netns', 'del', this.name]);
+    this.made.remove();
   }
 }
 
@@ -140,8 +139,7 @@ export class RemoteContainers {
   }
 
   static async start(ns: Netns | null, opts: Record<string, unknown>): Promise<RemoteContainers> {
-    const node = [process.execPath, '-e', CHILD];
-    const [file, ...args] = ns ? ['nsenter', `--net=${ns.path}`, ...node] : node;
+    const [file, ...args] = inNetns(ns?.name, [process.execPath, '-e', CHILD]);
     const child = spawn(file, args, {
       stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
       env: { ...process.env, G8T_DIST: path.join(ROOT, 'dist'), G8T_OPTS: JSON.stringify(opts) },
