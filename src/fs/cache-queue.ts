@@ -1,5 +1,4 @@
-// The block cache's two in-memory structures: store fetch slots by priority, and the LRU of
-// recently used plaintext.
+// Store fetch slots of the block cache, by priority.
 export const READ = 0;
 export const AHEAD = 1;
 export const WARM = 2;
@@ -67,45 +66,5 @@ export class FetchQueue<T extends Queued> {
         this.pump();
       });
     }
-  }
-}
-
-/** Recently used plaintext, bounded by bytes. */
-export class MemoryLRU {
-  private readonly map = new Map<string, Plain>();
-  bytes = 0;
-
-  constructor(private readonly max: number) {}
-
-  get(id: string): Plain | undefined {
-    const v = this.map.get(id);
-    if (v) {
-      this.map.delete(id);
-      this.map.set(id, v);
-    }
-    return v;
-  }
-
-  has(id: string): boolean {
-    return this.map.has(id);
-  }
-
-  set(id: string, v: Plain): void {
-    if (v.buf.length > this.max) return;
-    this.delete(id);
-    this.map.set(id, v);
-    this.bytes += v.buf.length;
-    for (const [old, o] of this.map) {
-      if (this.bytes <= this.max) break;
-      this.map.delete(old);
-      this.bytes -= o.buf.length;
-    }
-  }
-
-  delete(id: string): void {
-    const v = this.map.get(id);
-    if (!v) return;
-    this.map.delete(id);
-    this.bytes -= v.buf.length;
   }
 }

@@ -22,10 +22,11 @@ import path from 'node:path';
 import type { BlockCodec, BlockRef } from '../flist/types';
 import { errorText } from '../store/retry';
 import type { BlockStore } from '../store/types';
+import { LRU } from '../lib/lru';
 import { BlockPool } from './block-pool';
 import type { FileId } from './block-task';
 import { lockBlock, type Held } from './cache-lock';
-import { AHEAD, FetchQueue, MemoryLRU, type Plain, type Priority, type Queued, READ, WARM } from './cache-queue';
+import { AHEAD, FetchQueue, type Plain, type Priority, type Queued, READ, WARM } from './cache-queue';
 import { scanBlocks } from './cache-scan';
 import type { BlockSource } from './types';
 
@@ -167,7 +168,7 @@ export class BlockCache implements BlockSource {
   private readonly log: (line: string) => void;
   private readonly pool: BlockPool;
   private readonly queue: FetchQueue<Task>;
-  private readonly memory: MemoryLRU;
+  private readonly memory: LRU<string, Plain>;
   /** cached files, least recently used first */
   private readonly index = new Map<string, Indexed>();
   private total = 0;
@@ -226,7 +227,7 @@ export class BlockCache implements BlockSource {
     }
     this.pool = new BlockPool(opts.workers ?? Math.min(4, os.availableParallelism()), this.log);
     this.queue = new FetchQueue<Task>(concurrency);
-    this.memory = new MemoryLRU(opts.memoryBytes ?? 64 * MiB);
+    this.memory = new LRU<string, Plain>(opts.memoryBytes ?? 64 * MiB, (p) => p.buf.length);
     this.track(this.rescan());
     this.timer = setInterval(() => this.track(this.rescan()), RESCAN_MS);
     this.timer.unref();
@@ -352,7 +353,7 @@ export class BlockCache implements BlockSource {
       pinned: this.pins.size,
       inflight: this.tasks.size,
       queued: this.queue.queued,
-      memoryBytes: this.memory.bytes,
+      memoryBytes: this.memory.weight,
     };
   }
 

@@ -5,7 +5,7 @@
 import { fetchBlock } from '../flist/content';
 import { gen3Ready } from '../flist/gen3';
 import { hashReady } from '../flist/hash';
-import { LRU } from '../flist/lru';
+import { LRU } from '../lib/lru';
 import type { BlockCodec, BlockRef } from '../flist/types';
 import type { BlockStore } from '../store/types';
 import type { BlockSource } from './types';
