@@ -7,7 +7,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { mountAt, processAlive, readMounts } from '../src/fs/mounts';
+import { mountAt, processAlive, readMounts } from '../src/fs/mount-table';
 import { BIN, g8os, ROOT } from './helpers/cli';
 import { startHub, type HubProcess } from './helpers/hub';
 import { freePort, startRedis } from './helpers/redis';

@@ -206,7 +206,7 @@ export function umountCommand(): Command {
     .option('--timeout <seconds>', 'how long to wait for the serving process', '30')
     .action(async (targetArg: string, o: { timeout: string }) => {
       const { resolveTarget } = await import('../fs/mount');
-      const { detach, isStale, mountAt, ourMount, processAlive, unmount } = await import('../fs/mounts');
+      const { detach, isStale, mountAt, ourMount, processAlive, unmount } = await import('../fs/mount-table');
       const timeoutMs = Number(o.timeout) * 1000;
       if (!(timeoutMs > 0)) throw new UsageError(`--timeout ${o.timeout}: expected a number of seconds`);
       const target = resolveTarget(targetArg);

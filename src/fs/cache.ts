@@ -22,13 +22,14 @@ import path from 'node:path';
 import type { BlockCodec, BlockRef } from '../flist/types';
 import { errorText } from '../store/retry';
 import type { BlockStore } from '../store/types';
+import { sleep, withDeadline } from '../lib/deadline';
 import { LRU } from '../lib/lru';
 import { BlockPool } from './block-pool';
 import type { FileId } from './block-task';
 import { lockBlock, type Held } from './cache-lock';
 import { AHEAD, FetchQueue, type Plain, type Priority, type Queued, READ, WARM } from './cache-queue';
 import { scanBlocks } from './cache-scan';
-import type { BlockSource } from './types';
+import type { BlockProvider } from './types';
 
 export interface BlockCacheOptions {
   /** The --cache directory, shared by all mounts on the machine. */
@@ -132,18 +133,6 @@ interface Indexed {
 
 class Timeout extends Error {}
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-function within<T>(p: Promise<T>, ms: number): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Timeout()), ms);
-    p.then(
-      (v) => (clearTimeout(timer), resolve(v)),
-      (e) => (clearTimeout(timer), reject(e)),
-    );
-  });
-}
-
 async function present(file: string): Promise<boolean> {
   try {
     await fsp.access(file);
@@ -155,7 +144,7 @@ async function present(file: string): Promise<boolean> {
 
 const sameFile = (a: FileId, b: FileId): boolean => a.ino === b.ino && a.size === b.size && a.mtimeMs === b.mtimeMs;
 
-export class BlockCache implements BlockSource {
+export class BlockCache implements BlockProvider {
   readonly dir: string;
   private readonly root: string;
   private readonly store: BlockStore;
@@ -244,18 +233,7 @@ export class BlockCache implements BlockSource {
     const t = this.task(id, ref, codec, READ, true);
     // The caller's own bound: a read queued behind others still answers in time.
     const limit = this.timeoutMs + 1000;
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new BlockFetchError(id, this.store.url, `no answer within ${limit} ms (${this.queue.queued} fetches queued)`)),
-        limit,
-      );
-    });
-    try {
-      return await Promise.race([t.promise, late]);
-    } finally {
-      clearTimeout(timer);
-    }
+    return withDeadline(t.promise, limit, () => new BlockFetchError(id, this.store.url, `no answer within ${limit} ms (${this.queue.queued} fetches queued)`));
   }
 
   /**
@@ -515,7 +493,7 @@ export class BlockCache implements BlockSource {
       tries++;
       let cipher: Buffer | null;
       try {
-        cipher = await within(this.store.get(t.ref.id), left);
+        cipher = await withDeadline(this.store.get(t.ref.id), left, () => new Timeout());
       } catch (e) {
         why = e instanceof Timeout ? `timed out after ${this.timeoutMs} ms` : errorText(e);
         continue;

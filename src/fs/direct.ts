@@ -1,4 +1,4 @@
-// A BlockSource straight from a store, for tools and tests until (or without) the shared
+// Blocks straight from a store (a BlockProvider), for tools and tests until (or without) the shared
 // block cache: verified fetches, concurrent fetches of one block coalesced, and the last few
 // blocks kept in memory so a 128 KiB kernel read pattern does not refetch a 512 KiB block
 // four times. Nothing is written to disk; pins are no-ops.
@@ -8,9 +8,9 @@ import { hashReady } from '../flist/hash';
 import { LRU } from '../lib/lru';
 import type { BlockCodec, BlockRef } from '../flist/types';
 import type { BlockStore } from '../store/types';
-import type { BlockSource } from './types';
+import type { BlockProvider } from './types';
 
-export class DirectBlocks implements BlockSource {
+export class DirectBlocks implements BlockProvider {
   private readonly inflight = new Map<string, Promise<Buffer>>();
   private readonly recent: LRU<string, Buffer>;
   /** Blocks fetched from the store (each counted once per fetch, not per read). */
@@ -43,6 +43,10 @@ export class DirectBlocks implements BlockSource {
     const data = await fetchBlock(this.store, ref, codec, 'a mounted file');
     this.recent.set(id, data);
     return data;
+  }
+
+  async range(ref: BlockRef, codec: BlockCodec, start: number, end: number): Promise<Buffer> {
+    return (await this.block(ref, codec)).subarray(start, end);
   }
 
   prefetch(refs: BlockRef[], codec: BlockCodec): void {

@@ -9,14 +9,15 @@ import path from 'node:path';
 import { storeFromBackend } from '../flist/backend';
 import { openFlist } from '../flist/open';
 import type { FlistReader } from '../flist/types';
+import { withDeadline } from '../lib/deadline';
 import { openStore, redactUrl } from '../store';
 import type { BlockStore } from '../store/types';
 import { BlockCache } from './cache';
 import {
   detach, fsName, isStale, mountAt, ourMount, overlayComplaint, PID_FILE, pidFromFile, processAlive, readMountsAsync, runMount, unmount,
-} from './mounts';
+} from './mount-table';
 import { ReadOnlyFs } from './rofs';
-import type { Layer } from './types';
+import { bindCodec, type Layer } from './types';
 import { warm } from './warm';
 
 export interface MountOptions {
@@ -169,14 +170,6 @@ function someBlockId(r: FlistReader): Buffer | undefined {
   return undefined;
 }
 
-function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const t = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms / 1000} s`)), ms);
-  });
-  return Promise.race([p, t]).finally(() => clearTimeout(timer));
-}
-
 /** Fail fast (g8ufs.md §7.2): one round trip to the store before the mount is offered. */
 async function probeStore(store: BlockStore, url: string, reader: FlistReader, source: string, note: (l: string) => void): Promise<void> {
   const hint = '(--lazy-connect mounts anyway)';
@@ -188,7 +181,8 @@ async function probeStore(store: BlockStore, url: string, reader: FlistReader, s
   const id = someBlockId(reader);
   let have: boolean[];
   try {
-    have = await withTimeout(store.exists([id ?? Buffer.alloc(16)]), PROBE_TIMEOUT_MS, `store ${redactUrl(url)}`);
+    const what = `store ${redactUrl(url)}`;
+    have = await withDeadline(store.exists([id ?? Buffer.alloc(16)]), PROBE_TIMEOUT_MS, () => new Error(`${what}: no answer within ${PROBE_TIMEOUT_MS / 1000} s`));
   } catch (e) {
     throw new MountError(`store unreachable for ${source}: ${(e as Error).message} ${hint}`);
   }
@@ -218,6 +212,8 @@ export class Mount {
   private readonly readers: FlistReader[] = [];
   private readonly stores: BlockStore[] = [];
   private readonly layers: Layer[] = [];
+  /** the block cache of each layer */
+  private readonly layerCaches: BlockCache[] = [];
 
   private constructor(
     readonly target: string,
@@ -325,7 +321,8 @@ export class Mount {
         byUrl.set(url, cache);
         this.caches.push(cache);
       }
-      this.layers.push({ reader: r, blocks: cache });
+      this.layers.push({ reader: r, blocks: bindCodec(cache, r.format) });
+      this.layerCaches.push(cache);
       aborted();
     }
 
@@ -381,9 +378,9 @@ export class Mount {
     const run = async (): Promise<void> => {
       let blocks = 0;
       let failed = 0;
-      for (const l of this.layers) {
+      for (let i = 0; i < this.layers.length; i++) {
         if (this.stopping) return;
-        const r = await warm(l.blocks as BlockCache, l.reader, { signal: this.stopped.signal });
+        const r = await warm(this.layerCaches[i], this.layers[i].reader, { signal: this.stopped.signal });
         blocks += r.blocks;
         failed += r.failed;
         if (r.errors[0]) this.note(`prefetch: ${r.errors[0]}`);

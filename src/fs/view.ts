@@ -223,7 +223,7 @@ export class LayeredView {
     if (n.entry.size > maxBytes) throw new ViewError(`/${n.path}: larger than ${maxBytes} bytes`, 'EFBIG');
     const layer = this.layers[n.layer];
     const parts: Buffer[] = [];
-    for (const ref of n.entry.blocks ?? []) parts.push(await layer.blocks.block(ref, layer.reader.format));
+    for (const ref of n.entry.blocks ?? []) parts.push(await layer.blocks.block(ref));
     const all = Buffer.concat(parts);
     if (all.length < n.entry.size) {
       throw new Error(`/${n.path}: blocks hold ${all.length} bytes, the flist says ${n.entry.size}`);

@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll } from 'vitest';
 import { Client } from '../../src/agent/client';
-import { readMounts } from '../../src/fs/mounts';
+import { readMounts } from '../../src/fs/mount-table';
 import { BIN } from './cli';
 import { freePort } from './redis';
 

@@ -5,7 +5,7 @@
 import { type ChildProcess, spawn, type SpawnOptions } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { detach, mountAt, readMounts, unmount } from '../../fs/mounts';
+import { detach, mountAt, readMounts, unmount } from '../../fs/mount-table';
 import { CommandError, type Place, type Tags } from '../types';
 import { Cgroup, leftovers, type Limits } from './cgroup';
 import * as net from './net';

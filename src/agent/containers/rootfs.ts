@@ -8,7 +8,7 @@ import { storeFromBackend } from '../../flist/backend';
 import { openFlist } from '../../flist/open';
 import { entrypointOf, environOf } from '../../flist/runmeta';
 import { openStore } from '../../store';
-import { detach, mountAt, processAlive, unmount } from '../../fs/mounts';
+import { detach, mountAt, processAlive, unmount } from '../../fs/mount-table';
 
 /** The checkout's root (this file is src/agent/containers/x.ts, or its build under dist/). */
 export function repoRoot(): string {
