@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import Fuse from 'fuse-native';
 import { BLOCK_SIZE, S_IFDIR, type BlockRef } from '../flist/types';
+import { errnoName } from '../errors';
 import { withDeadline } from '../lib/deadline';
 import { Owners, packedDirent, statOf } from './attrs';
 import type { Layer } from './types';
@@ -77,6 +78,12 @@ class G8Fuse extends Fuse {
   _op_readdir(signal: (err: number, names?: string[], stats?: Uint32Array[]) => void, path: string): void {
     this.packedReaddir(path, signal);
   }
+}
+
+/** The FUSE answer for an error: its errno name (errors.ts) as fuse-native's negative number. */
+function fuseErrno(e: unknown): number {
+  const n = (Fuse as unknown as Record<string, unknown>)[errnoName(e)];
+  return typeof n === 'number' ? n : Fuse.EIO;
 }
 
 /** A read that failed, with the index of the block to blame in the log line. */
@@ -229,11 +236,11 @@ export class ReadOnlyFs {
 
   /** A metadata failure (corrupt flist) as an errno, logged once per call. */
   private metaErrno(e: unknown, path: string): number {
-    if (e instanceof ViewError) return Fuse[e.code];
+    if (e instanceof ViewError) return fuseErrno(e);
     this.counters.metadataErrors++;
     const why = e instanceof Error ? e.message : String(e);
     this.log(`g8ufs: metadata of ${path}: ${why}`);
-    return Fuse.EIO;
+    return fuseErrno(e);
   }
 
   private getattr(path: string, cb: (err: number, st?: Fuse.Stat) => void): void {
