@@ -2,12 +2,14 @@
 // block cache: verified fetches, concurrent fetches of one block coalesced, and the last few
 // blocks kept in memory so a 128 KiB kernel read pattern does not refetch a 512 KiB block
 // four times. Nothing is written to disk; pins are no-ops.
+import { oneLine } from '../errors';
 import { fetchBlock } from '../flist/content';
 import { gen3Ready } from '../flist/gen3';
 import { hashReady } from '../flist/hash';
 import { LRU } from '../lib/lru';
 import type { BlockCodec, BlockRef } from '../flist/types';
 import type { BlockStore } from '../store/types';
+import { BlockFetchError } from './cache-fetch';
 import type { BlockProvider } from './types';
 
 export class DirectBlocks implements BlockProvider {
@@ -40,7 +42,13 @@ export class DirectBlocks implements BlockProvider {
   private async fetch(ref: BlockRef, codec: BlockCodec, id: string): Promise<Buffer> {
     await (codec === 'gen3' ? gen3Ready() : hashReady());
     this.fetched++;
-    const data = await fetchBlock(this.store, ref, codec, 'a mounted file');
+    let data: Buffer;
+    try {
+      data = await fetchBlock(this.store, ref, codec, 'a mounted file');
+    } catch (e) {
+      // missing, corrupt or unreachable alike: this block cannot be had (→ EIO)
+      throw new BlockFetchError(id, this.store.url, oneLine(e));
+    }
     this.recent.set(id, data);
     return data;
   }
