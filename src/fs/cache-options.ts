@@ -50,6 +50,8 @@ export interface CacheStats {
   corrupt: number;
   /** cached files hashed against their key */
   verified: number;
+  /** cached file reads not hashed: this process or another on the node verified the file as it is */
+  trusted: number;
   /** blocks that could not be written to the cache directory (served from memory) */
   writeErrors: number;
   prefetched: number;

@@ -2,9 +2,10 @@
 // <dir>/blocks/<id[0:2]>/<id[2:4]>/<id hex>, fetched from the store on first use.
 //
 // - Verification: a fetched block is decoded and checked against its id and key before anyone
-//   sees it; a cached file is hashed against the key on its first read in this process and
-//   again whenever its inode/size/mtime changed (verify: 'always' hashes every disk read).
-//   A corrupt file is deleted and fetched again, never returned.
+//   sees it; a cached file is hashed against the key once per node (cache-trust.ts: a process
+//   trusts a file another verified while its inode/size/mtime/ctime are unchanged) and again
+//   whenever it changed (verify: 'always' hashes every disk read). A corrupt file is deleted
+//   and fetched again, never returned.
 // - Coalescing: one task per block in the process; across processes a lock file next to the
 //   block (cache-lock.ts). Fetches run `concurrency` at a time; demand reads go first.
 // - Failures: each fetch has a deadline (timeoutMs) covering `attempts` tries with back-off;
@@ -19,15 +20,17 @@ import fs, { promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { BlockCodec, BlockRef } from '../flist/types';
-import { withDeadline } from '../lib/deadline';
+import { sleep, withDeadline } from '../lib/deadline';
 import { LRU } from '../lib/lru';
 import { errorText } from '../store/retry';
 import type { BlockStore } from '../store/types';
 import { BlockPool } from './block-pool';
 import type { BlockCacheOptions, CacheStats } from './cache-options';
 import { BlockFetchError, download, persist, present, readRange, unusableDir } from './cache-fetch';
-import { CacheIndex } from './cache-index';
+import type { FileId } from './block-task';
+import { CacheIndex, sameFile } from './cache-index';
 import { lockBlock, type Held } from './cache-lock';
+import { RACY_MS, TrustLog } from './cache-trust';
 import { AHEAD, FetchQueue, type Plain, type Priority, type Queued, READ, WARM } from './cache-queue';
 import type { BlockProvider } from './types';
 
@@ -64,6 +67,8 @@ export class BlockCache implements BlockProvider {
   private readonly queue: FetchQueue<Task>;
   private readonly memory: LRU<string, Plain>;
   private readonly index: CacheIndex;
+  /** what other processes on this node verified (cache-trust.ts) */
+  private readonly trust?: TrustLog;
   private readonly tasks = new Map<string, Task>();
   /** fetched, verified, not yet on disk */
   private readonly unwritten = new Map<string, Plain>();
@@ -87,6 +92,7 @@ export class BlockCache implements BlockProvider {
     badFetches: 0,
     corrupt: 0,
     verified: 0,
+    trusted: 0,
     writeErrors: 0,
     prefetched: 0,
     prefetchErrors: 0,
@@ -117,7 +123,9 @@ export class BlockCache implements BlockProvider {
       busy: (id) => this.tasks.has(id) || this.unwritten.has(id),
       track: (p) => this.track(p),
       log: this.log,
+      touched: (id, file) => this.trustLater(id, file),
     });
+    this.trust = this.verifyAlways ? undefined : new TrustLog(this.dir);
     this.pool = new BlockPool(opts.workers ?? Math.min(4, os.availableParallelism()), this.log);
     this.queue = new FetchQueue<Task>(concurrency);
     this.memory = new LRU<string, Plain>(opts.memoryBytes ?? 64 * MiB, (p) => p.buf.length);
@@ -302,7 +310,9 @@ export class BlockCache implements BlockProvider {
   private async readCached(t: Task, file: string): Promise<Buffer | undefined> {
     const e = this.index.get(t.id);
     if (e?.verified && !e.verified.key.equals(t.ref.key)) throw this.keyMismatch(t.id);
-    const trust = !this.verifyAlways && e?.verified ? { ino: e.verified.ino, size: e.verified.size, mtimeMs: e.verified.mtimeMs, ctimeMs: e.verified.ctimeMs } : undefined;
+    let trust: FileId | undefined;
+    if (e?.verified) trust = this.verifyAlways ? undefined : { ino: e.verified.ino, size: e.verified.size, mtimeMs: e.verified.mtimeMs, ctimeMs: e.verified.ctimeMs };
+    else trust = await this.trust?.lookup(t.id, t.ref.key);
     const r = await this.pool.run({ op: 'read', file, key: new Uint8Array(t.ref.key), codec: t.codec, trust });
     if (r.missing) {
       this.index.forget(t.id);
@@ -319,7 +329,10 @@ export class BlockCache implements BlockProvider {
       await fsp.rm(file, { force: true }).catch(() => undefined);
       return undefined;
     }
-    if (r.verified) this.counts.verified++;
+    if (r.verified) {
+      this.counts.verified++;
+      this.track(this.trust?.record(t.id, Buffer.from(t.ref.key), r.file!) ?? Promise.resolve());
+    } else this.counts.trusted++;
     this.counts.diskHits++;
     const buf = Buffer.from(r.plain!);
     const key = Buffer.from(t.ref.key);
@@ -386,6 +399,7 @@ export class BlockCache implements BlockProvider {
       this.counts.stored++;
       this.counts.storedBytes += st.size;
       this.index.remember(id, st.size, { ...st, key });
+      this.trustLater(id, st);
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       if (code === 'ENOENT') this.made.delete(dir); // the directory was removed under us
@@ -396,6 +410,22 @@ export class BlockCache implements BlockProvider {
         this.log(`block cache: cannot store block ${id} in ${this.dir}: ${why} (served from memory; ${this.counts.writeErrors} write errors so far)`);
       }
     }
+  }
+
+  /**
+   * Tells other processes a file this process wrote or touched is verified, once its change is
+   * old enough to tell from a later write; not if it changed meanwhile.
+   */
+  private trustLater(id: string, file: FileId): void {
+    const trust = this.trust;
+    const v = this.index.get(id)?.verified;
+    if (!trust || !v) return;
+    this.track(
+      sleep(RACY_MS + 5).then(async () => {
+        const st = await fsp.stat(this.pathOf(id));
+        if (sameFile(file, st)) await trust.record(id, v.key, file);
+      }).catch(() => undefined),
+    );
   }
 
   private track(p: Promise<unknown>): void {
