@@ -9,6 +9,7 @@ export interface Queued {
   prio: Priority;
   /** set while waiting for a slot */
   grant?: (release: () => void) => void;
+  deny?: (e: Error) => void;
 }
 
 export interface Plain {
@@ -21,12 +22,15 @@ export class FetchQueue<T extends Queued> {
   private active = 0;
   private background = 0;
   private readonly waiting: T[][] = [[], [], []];
+  private closedWith?: (t: T) => Error;
 
   constructor(private readonly max: number) {}
 
   acquire(t: T): Promise<() => void> {
-    return new Promise((resolve) => {
+    return new Promise((resolve, reject) => {
+      if (this.closedWith) return reject(this.closedWith(t));
       t.grant = resolve;
+      t.deny = reject;
       this.waiting[t.prio].push(t);
       this.pump();
     });
@@ -41,6 +45,12 @@ export class FetchQueue<T extends Queued> {
     q.splice(i, 1);
     this.waiting[prio].push(t);
     this.pump();
+  }
+
+  /** No more slots: every waiting task fails at once with why(task) (running ones finish). */
+  close(why: (t: T) => Error): void {
+    this.closedWith = why;
+    for (const q of this.waiting) for (const t of q.splice(0)) t.deny?.(why(t));
   }
 
   get queued(): number {
@@ -58,6 +68,7 @@ export class FetchQueue<T extends Queued> {
       let done = false;
       const grant = t.grant!;
       t.grant = undefined;
+      t.deny = undefined;
       grant(() => {
         if (done) return;
         done = true;

@@ -41,6 +41,8 @@ export type { BlockCacheOptions, CacheStats } from './cache-options';
 const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;
 const RESCAN_MS = 10 * 60 * 1000;
+/** How long close() waits for running fetches and writes. */
+const CLOSE_GRACE_MS = 2000;
 /** Read-ahead beyond this many outstanding blocks is dropped. */
 const MAX_AHEAD = 256;
 
@@ -244,11 +246,17 @@ export class BlockCache implements BlockProvider {
     while (this.background.size) await Promise.allSettled([...this.background]);
   }
 
-  async close(): Promise<void> {
+  /**
+   * Stops: queued fetches fail at once, running ones and block writes get `graceMs` to finish
+   * (a dead store must not hold up an unmount: each fetch may take timeoutMs, and a reader
+   * that keeps a file open can queue many).
+   */
+  async close(graceMs = CLOSE_GRACE_MS): Promise<void> {
     this.closed = true;
     clearInterval(this.timer);
-    await Promise.allSettled([...this.tasks.values()].map((t) => t.promise));
-    await this.flush();
+    this.queue.close((t) => new BlockFetchError(t.id, this.store.url, 'the block cache is closed'));
+    const settled = Promise.allSettled([...this.tasks.values()].map((t) => t.promise)).then(() => this.flush());
+    await withDeadline(settled, graceMs, () => new Error('close timed out')).catch(() => undefined);
     await this.pool.close();
   }
 

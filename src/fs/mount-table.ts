@@ -167,7 +167,7 @@ export function pidFromFile(file: string): number | undefined {
 
 function run(cmd: string, args: string[]): Promise<{ ok: boolean; out: string }> {
   return new Promise((resolve) => {
-    execFile(cmd, args, { timeout: 30_000 }, (err, stdout, stderr) => {
+    execFile(cmd, args, { timeout: 10_000 }, (err, stdout, stderr) => {
       resolve({ ok: !err, out: `${stderr}${stdout}`.trim() || (err ? err.message : '') });
     });
   });

@@ -2,6 +2,7 @@
 // <backend>/ro (or the target itself with --ro); a kernel overlay puts <backend>/rw on top of it
 // at the target (g8ufs.md §2, §3). This process is the FUSE server, so it never touches the
 // mounted trees itself except through child processes (mount, umount) and async calls.
+import { spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -435,6 +436,7 @@ export class Mount {
       }
       this.rofs = undefined;
     }
+    // The kernel sends no more requests: what is still being fetched is of no use to anyone.
     await Promise.all(this.caches.splice(0).map((c) => c.close().catch(() => undefined)));
     for (const r of this.readers.splice(0)) {
       try {
@@ -443,7 +445,25 @@ export class Mount {
         // closing is best effort
       }
     }
-    await Promise.all(this.stores.splice(0).map((s) => s.close().catch(() => undefined)));
+    // a store waiting on a dead server must not hold the exit either
+    await Promise.all(this.stores.splice(0).map((s) => withDeadline(s.close(), 2000, () => new Error('store close timed out')).catch(() => undefined)));
+    this.pidFiles.forEach(removePid);
+  }
+
+  /**
+   * Last resort when stop() takes too long: lazily detach whatever of ours is still mounted
+   * (synchronously, no waiting on anything) so the process can exit leaving no mount.
+   */
+  detachNow(): void {
+    if (this.watcher) clearInterval(this.watcher);
+    for (const p of [this.target, path.join(this.backend, 'ro')]) {
+      for (let i = 0; i < 4; i++) {
+        const m = mountAt(p);
+        if (!m || !(m.fstype === 'overlay' || m.source === fsName(process.pid))) break;
+        const cmd: [string, string[]] = m.fstype.startsWith('fuse') ? ['fusermount', ['-uz', p]] : ['umount', ['-l', p]];
+        if (spawnSync(cmd[0], cmd[1], { stdio: 'ignore', timeout: 5000 }).status !== 0) spawnSync('umount', ['-l', p], { stdio: 'ignore', timeout: 5000 });
+      }
+    }
     this.pidFiles.forEach(removePid);
   }
 }
