@@ -2,14 +2,13 @@
 // block cache: verified fetches, concurrent fetches of one block coalesced, and the last few
 // blocks kept in memory so a 128 KiB kernel read pattern does not refetch a 512 KiB block
 // four times. Nothing is written to disk; pins are no-ops.
-import { oneLine } from '../errors';
+import { oneLine, unavailable } from '../errors';
 import { fetchBlock } from '../flist/content';
 import { gen3Ready } from '../flist/gen3';
 import { hashReady } from '../flist/hash';
 import { LRU } from '../lib/lru';
 import type { BlockCodec, BlockRef } from '../flist/types';
 import type { BlockStore } from '../store/types';
-import { BlockFetchError } from './cache-fetch';
 import type { BlockProvider } from './types';
 
 export class DirectBlocks implements BlockProvider {
@@ -46,8 +45,8 @@ export class DirectBlocks implements BlockProvider {
     try {
       data = await fetchBlock(this.store, ref, codec, 'a mounted file');
     } catch (e) {
-      // missing, corrupt or unreachable alike: this block cannot be had (→ EIO)
-      throw new BlockFetchError(id, this.store.url, oneLine(e));
+      // missing, corrupt or unreachable alike: this block cannot be had (→ EIO); message as before
+      throw unavailable(oneLine(e), { cause: e });
     }
     this.recent.set(id, data);
     return data;
