@@ -13,7 +13,7 @@ import { corexHandlers } from '../src/agent/builtins/corex';
 import { Containers } from '../src/agent/containers';
 import { leftovers, parentDir } from '../src/agent/containers/cgroup';
 import { CommandError, type JobContext } from '../src/agent/types';
-import { readMounts } from '../src/fs/mounts';
+import { readMounts } from '../src/fs/mount-table';
 import { g8os, ROOT } from './helpers/cli';
 import { g8initBuilt, Netns, RemoteContainers, RemoteError, type RunResult } from './helpers/netns';
 import { busyboxRootfsTar } from './helpers/tarballs';

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Client } from '../src/agent/client';
 import type { Result } from '../src/agent/types';
-import { readMounts } from '../src/fs/mounts';
+import { readMounts } from '../src/fs/mount-table';
 import { type AgentProcess, inNetns, leftovers, makeNetns, startAgent } from './helpers/agent';
 import { BIN, g8os } from './helpers/cli';
 import { type HubProcess, startHub } from './helpers/hub';

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Containers, type ContainersOptions } from '../src/agent/containers';
 import { leftovers } from '../src/agent/containers/cgroup';
-import { FUSE_TYPE, readMounts } from '../src/fs/mounts';
+import { FUSE_TYPE, readMounts } from '../src/fs/mount-table';
 import { g8os, ROOT } from './helpers/cli';
 import { g8initBuilt, RemoteContainers, type RunResult } from './helpers/netns';
 import { BUSYBOX_APPLETS, type FixtureEntry, randomBytes, T0, writeTarFile } from './helpers/tarballs';

@@ -177,12 +177,17 @@ describe('reads', () => {
     expect(fs.readdirSync(path.dirname(file))).toEqual([hex(ref)]);
     expect(c.stats()).toMatchObject({ stored: 1, storedBytes: BLOCK, blocks: 1, bytes: BLOCK });
 
-    // another mount (cache instance) on the same directory: verified from disk, no GET
+    // another mount (cache instance) on the same directory: from disk, no GET, and not hashed
+    // again (the first one wrote it verified into the node's log)
     const store2 = await hubStore();
     const c2 = newCache({ dir, store: store2 });
     expect((await c2.block(ref, 'gen2')).equals(slice('big.bin', 3))).toBe(true);
     expect(store2.gets).toBe(0);
-    expect(c2.stats()).toMatchObject({ diskHits: 1, verified: 1, misses: 0 });
+    expect(c2.stats()).toMatchObject({ diskHits: 1, verified: 0, trusted: 1, misses: 0 });
+    // without the log's word (verify: 'always'), it is hashed
+    const c3 = newCache({ dir, store: store2, verify: 'always' });
+    expect((await c3.block(ref, 'gen2')).equals(slice('big.bin', 3))).toBe(true);
+    expect(c3.stats()).toMatchObject({ diskHits: 1, verified: 1, trusted: 0 });
   });
 
   it('20 parallel reads of one block make one store GET', async () => {
@@ -205,7 +210,7 @@ describe('reads', () => {
     expect(store.gets).toBe(7 + 8 + 1);
   });
 
-  it('serves gen-3 blocks (blake2b-256 keys) and verifies them from disk', async () => {
+  it('serves gen-3 blocks (blake2b-256 keys) and verifies them from disk once per node', async () => {
     await gen3Ready();
     const store = new MemoryStore();
     const plain = randomBytes(300_000, 99);
@@ -218,7 +223,10 @@ describe('reads', () => {
     const c2 = newCache({ dir, store });
     expect((await c2.block(ref, 'gen3')).equals(plain)).toBe(true);
     expect(store.gets).toBe(1);
-    expect(c2.stats()).toMatchObject({ diskHits: 1, verified: 1 });
+    expect(c2.stats()).toMatchObject({ diskHits: 1, verified: 0, trusted: 1 });
+    const c3 = newCache({ dir, store, verify: 'always' });
+    expect((await c3.block(ref, 'gen3')).equals(plain)).toBe(true);
+    expect(c3.stats()).toMatchObject({ diskHits: 1, verified: 1 });
   });
 
   it('demand reads overtake queued read-ahead', async () => {
@@ -659,5 +667,27 @@ describe('cache disk full', () => {
     expect(Buffer.concat(again).equals(contents['big.bin'])).toBe(true);
     // no temp files left on the full disk
     expect(spawnSync('find', [mnt!, '-name', '*.tmp'], { encoding: 'utf8' }).stdout).toBe('');
+    // Another process's view (a second cache on the same full directory, the node's verified
+    // log short or missing): the same bytes, whatever it trusts.
+    await c.close();
+    const c2 = newCache({ dir: mnt!, store: await hubStore() });
+    const third = await Promise.all(refs('big.bin').map((r) => c2.block(r, 'gen2')));
+    expect(Buffer.concat(third).equals(contents['big.bin'])).toBe(true);
+    expect(c2.stats().errors).toBe(0);
+    await c2.close();
+    // a stored block flipped in place on the full disk is caught, not served
+    const stored = spawnSync('find', [path.join(mnt!, 'blocks'), '-type', 'f', '-regex', '.*/[0-9a-f]+'], { encoding: 'utf8' }).stdout.trim().split('\n').filter(Boolean);
+    expect(stored.length).toBeGreaterThan(0);
+    if (stored.length) {
+      const fd = fs.openSync(stored[0], 'r+');
+      const b = Buffer.alloc(1);
+      fs.readSync(fd, b, 0, 1, 10);
+      fs.writeSync(fd, Buffer.from([b[0] ^ 0xff]), 0, 1, 10);
+      fs.closeSync(fd);
+      const c3 = newCache({ dir: mnt!, store: await hubStore() });
+      const fourth = await Promise.all(refs('big.bin').map((r) => c3.block(r, 'gen2')));
+      expect(Buffer.concat(fourth).equals(contents['big.bin'])).toBe(true);
+      expect(c3.stats().corrupt).toBe(1);
+    }
   });
 });

@@ -7,7 +7,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { mountAt, processAlive, readMounts } from '../src/fs/mounts';
+import { mountAt, processAlive, readMounts } from '../src/fs/mount-table';
 import { BIN, g8os, ROOT } from './helpers/cli';
 import { startHub, type HubProcess } from './helpers/hub';
 import { freePort, startRedis } from './helpers/redis';
@@ -400,6 +400,38 @@ describe('process life cycle', () => {
     expect(isMounted(s.target) || isMounted(s.ro)).toBe(false);
     holder.kill('SIGKILL');
   });
+
+  // The stress run's mount that outlived SIGTERM by 30 s: a reader kept files open and its
+  // reads waited on fetches; teardown waited for every running and queued fetch (each up to
+  // the cache's 10 s deadline) before exiting.
+  it('SIGTERM while readers hold files open and wait on a store that never answers: exits at once, nothing mounted', async () => {
+    const silent = net.createServer(() => undefined);
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(silent.address() as net.AddressInfo).port}`;
+    try {
+      const s = setup();
+      const cold = fs.mkdtempSync(path.join(tmp, 'cold-cache-'));
+      const p = await spawnMount([everyUrl, s.target, '--backend', s.backend, '--cache', cold, '--storage-url', url, '--lazy-connect']);
+      expect(p.stdout(), p.stderr()).toBe('mount starts\n');
+      const file = path.join(s.target, 'files/mixed-5MiB.bin');
+      // one holds the file open, one is blocked reading it (its blocks never come)
+      const holder = spawn('sh', ['-c', 'exec 3< "$1"; sleep 60', 'sh', file], { stdio: 'ignore' });
+      const reader = spawn('cat', [file], { stdio: 'ignore' });
+      procs.add(holder);
+      procs.add(reader);
+      await new Promise((r) => setTimeout(r, 1500));
+      expect(fs.readdirSync(`/proc/${holder.pid}/fd`).map((fd) => fs.readlinkSync(`/proc/${holder.pid}/fd/${fd}`))).toContain(file);
+      const t0 = Date.now();
+      expect(await stop(p)).toBe(0);
+      expect(Date.now() - t0).toBeLessThan(5000);
+      expect(isMounted(s.target) || isMounted(s.ro)).toBe(false);
+      expect(fs.existsSync(path.join(s.backend, 'pid'))).toBe(false);
+      holder.kill('SIGKILL');
+      reader.kill('SIGKILL');
+    } finally {
+      silent.close();
+    }
+  }, 30_000);
 
   it('a target given through a symbolic link mounts (and unmounts) at the real directory', async () => {
     const s = setup();

@@ -17,8 +17,8 @@ import { openFlist } from '../src/flist/open';
 import { writeFlist } from '../src/flist/writer';
 import { DirectBlocks } from '../src/fs/direct';
 import { ReadOnlyFs } from '../src/fs/rofs';
-import type { BlockSource } from '../src/fs/types';
-import type { BlockCodec, BlockRef } from '../src/flist/types';
+import { bindCodec, type BlockSource } from '../src/fs/types';
+import type { BlockRef } from '../src/flist/types';
 import { openStore } from '../src/store';
 import { FUNK } from './helpers/cli';
 import { type FuseChild, forceUnmount, serveFlists } from './helpers/fuse-child';
@@ -269,12 +269,17 @@ class RecordingBlocks implements BlockSource {
 
   constructor(private readonly inner: BlockSource) {}
 
-  block(ref: BlockRef, codec: BlockCodec): Promise<Buffer> {
+  block(ref: BlockRef): Promise<Buffer> {
     const id = ref.id.toString('hex');
     this.calls.push(`block ${id}`);
     if (this.fail.has(id)) return Promise.reject(new Error(`block ${id} is gone`));
     if (this.hang.has(id)) return new Promise(() => undefined);
-    return this.inner.block(ref, codec);
+    return this.inner.block(ref);
+  }
+
+  /** Recorded as the block it reads from. */
+  async range(ref: BlockRef, start: number, end: number): Promise<Buffer> {
+    return (await this.block(ref)).subarray(start, end);
   }
 
   prefetch(refs: BlockRef[]): void {
@@ -321,7 +326,7 @@ describe('the FUSE operations in-process (no mount): blocks, read-ahead, pins, e
     const flist = await buildFlist('ops', entries);
     const reader = await openFlist(flist);
     const store = await openStore(`dir://${path.join(tmp, 'ops-blocks')}`);
-    blocks = new RecordingBlocks(new DirectBlocks(store, 1));
+    blocks = new RecordingBlocks(bindCodec(new DirectBlocks(store, 1), reader.format));
     ids = reader.stat('files/multi-block.bin')!.blocks!.map((b) => b.id.toString('hex'));
     rofs = new ReadOnlyFs([{ reader, blocks }], { mountpoint: path.join(tmp, 'never-mounted'), readTimeoutMs: 300, log: (l) => logged.push(l) });
     close = async () => {

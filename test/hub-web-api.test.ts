@@ -16,7 +16,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Client } from '../src/agent/client';
-import { readMounts } from '../src/fs/mounts';
+import { readMounts } from '../src/fs/mount-table';
 import { type AgentProcess, leftovers, makeNetns, startAgent } from './helpers/agent';
 import { g8os, ROOT } from './helpers/cli';
 import { type HubProcess, startHub } from './helpers/hub';

@@ -14,6 +14,7 @@ import { DirStore } from '../src/store/dir';
 import { openStore, putMissing, redactUrl } from '../src/store/index';
 import type { BlockStore } from '../src/store/types';
 import { freePort, startRedis, type RedisServer } from './helpers/redis';
+import { kindOf } from '../src/errors';
 
 function block(size = 64 + Math.floor(Math.random() * 4096)): { id: Buffer; data: Buffer } {
   const data = randomBytes(size);
@@ -289,6 +290,7 @@ describe('unreachable servers', () => {
     const { ms, err } = await elapsed(store.get(randomBytes(16)));
     expect(ms).toBeLessThan(5000);
     expect(err.name).toBe('StoreError');
+    expect(kindOf(err)).toBe('unavailable');
     expect(err.message).toContain(`127.0.0.1:${closedPort}`);
     expect(err.message).toMatch(/cannot reach .*ECONNREFUSED/);
     await store.close();

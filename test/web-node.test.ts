@@ -17,7 +17,7 @@ import { promisify } from 'node:util';
 import { chromium } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Client } from '../src/agent/client';
-import { readMounts } from '../src/fs/mounts';
+import { readMounts } from '../src/fs/mount-table';
 import { type AgentProcess, inNetns, leftovers, makeNetns, startAgent } from './helpers/agent';
 import { CHROMIUM, launchBrowser, type TestBrowser, type WebPage } from './helpers/browser';
 import { BIN } from './helpers/cli';

@@ -23,6 +23,9 @@ interface MountFlags {
   debug?: boolean;
 }
 
+/** How long SIGTERM/SIGINT may take to unmount before the mount is detached and the process exits. */
+const STOP_GRACE_MS = 10_000;
+
 /** Set in the environment of the detached child that `-d` starts. */
 const DAEMON_ENV = 'G8OS_MOUNT_DAEMON';
 
@@ -148,9 +151,19 @@ export function mountCommand(): Command {
 
       const ctl = new AbortController();
       let mount: import('../fs/mount').Mount | undefined;
+      let forced: NodeJS.Timeout | undefined;
+      // Exits promptly whatever hangs: a second signal, or STOP_GRACE_MS after the first,
+      // detaches what is left lazily and exits.
+      const force = (why: string): void => {
+        note(`${why}: detaching the mount and exiting`);
+        mount?.detachNow();
+        process.exit(1);
+      };
       const onSignal = (sig: NodeJS.Signals): void => {
+        if (forced) return force(`${sig} again`);
         if (mount) {
           appendLine(log, `${sig}: unmounting`);
+          forced = setTimeout(() => force(`still unmounting ${STOP_GRACE_MS / 1000} s after ${sig}`), STOP_GRACE_MS);
           void mount.stop();
         } else ctl.abort();
       };
@@ -206,7 +219,7 @@ export function umountCommand(): Command {
     .option('--timeout <seconds>', 'how long to wait for the serving process', '30')
     .action(async (targetArg: string, o: { timeout: string }) => {
       const { resolveTarget } = await import('../fs/mount');
-      const { detach, isStale, mountAt, ourMount, processAlive, unmount } = await import('../fs/mounts');
+      const { detach, isStale, mountAt, ourMount, processAlive, unmount } = await import('../fs/mount-table');
       const timeoutMs = Number(o.timeout) * 1000;
       if (!(timeoutMs > 0)) throw new UsageError(`--timeout ${o.timeout}: expected a number of seconds`);
       const target = resolveTarget(targetArg);

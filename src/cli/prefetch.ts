@@ -32,7 +32,7 @@ function progress(): { update(line: string): void; done(line: string): void } {
 }
 
 export async function prefetch(source: string, paths: string[], o: PrefetchFlags): Promise<number> {
-  const { mountAt } = await import('../fs/mounts');
+  const { mountAt } = await import('../fs/mount-table');
   const abs = path.resolve(source);
   if (fs.existsSync(abs) && mountAt(abs)) return prefetchMount(abs, paths);
   return prefetchFlist(source, paths, o);

@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import Database from 'better-sqlite3';
 import { FlistError, extractDb } from './archive';
 import { dirKey, hashReady } from './hash';
-import { LRU } from './lru';
+import { LRU } from '../lib/lru';
 import { countEntries } from './stats';
 import { decodeAci, decodeDir, type RawAci, type RawDir, type RawInode } from './schema';
 import {

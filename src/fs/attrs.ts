@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import type Fuse from 'fuse-native';
 import type { Entry } from '../flist/types';
 import type { LayeredView, ViewNode } from './view';
+import { withDeadline } from '../lib/deadline';
 
 /** The kernel's new_encode_dev() (32-bit dev_t of stat on the wire), unlike upstream's major<<8|minor. */
 export function makedev(major: number, minor: number): number {
@@ -86,18 +87,12 @@ export class Owners {
 
   private async loadFlist(): Promise<IdTables> {
     const read = async (p: string): Promise<Map<string, number>> => {
-      let timer: NodeJS.Timeout | undefined;
       try {
-        const timeout = new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new Error(`timed out after ${this.timeoutMs} ms`)), this.timeoutMs);
-        });
-        const buf = await Promise.race([this.view.readFile(p, 4 * 1024 * 1024), timeout]);
+        const buf = await withDeadline(this.view.readFile(p, 4 * 1024 * 1024), this.timeoutMs, () => new Error(`timed out after ${this.timeoutMs} ms`));
         return buf ? parseIds(buf.toString('utf8')) : new Map();
       } catch (err) {
         this.log(`g8ufs: cannot read ${p} of the flist for owner names (host names used): ${(err as Error).message}`);
         return new Map();
-      } finally {
-        clearTimeout(timer);
       }
     };
     const [users, groups] = await Promise.all([read('etc/passwd'), read('etc/group')]);

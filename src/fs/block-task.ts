@@ -12,6 +12,8 @@ export interface FileId {
   ino: number;
   size: number;
   mtimeMs: number;
+  /** a write in place changes ctime even when mtime is set back */
+  ctimeMs: number;
 }
 
 export type BlockJob =
@@ -88,7 +90,7 @@ export function blockTask(msg: BlockRequest): BlockReply {
   }
   try {
     const st = fs.fstatSync(fd);
-    const file: FileId = { ino: st.ino, size: st.size, mtimeMs: st.mtimeMs };
+    const file: FileId = { ino: st.ino, size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs };
     if (st.size === 0 || st.size > MAX_BLOCK) return { seq, file, corrupt: `cached file holds ${st.size} bytes` };
     const buf = Buffer.allocUnsafeSlow(st.size);
     let off = 0;
@@ -99,7 +101,7 @@ export function blockTask(msg: BlockRequest): BlockReply {
     }
     if (off !== buf.length) return { seq, file, corrupt: `cached file shrank to ${off} bytes while read` };
     const t = msg.trust;
-    if (t && t.ino === file.ino && t.size === file.size && t.mtimeMs === file.mtimeMs) return { seq, file, verified: false, plain: own(buf) };
+    if (t && t.ino === file.ino && t.size === file.size && t.mtimeMs === file.mtimeMs && t.ctimeMs === file.ctimeMs) return { seq, file, verified: false, plain: own(buf) };
     if (!matchesKey(buf, msg.key, msg.codec)) return { seq, file, corrupt: `cached content (${st.size} bytes) does not hash to the block key` };
     return { seq, file, verified: true, plain: own(buf) };
   } catch (e) {

@@ -5,6 +5,7 @@ import { promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { alive } from '../flist/tempdir';
+import { sleep } from '../lib/deadline';
 
 export interface Held {
   release(): Promise<void>;
@@ -19,7 +20,6 @@ export interface Held {
 export type LockResult = Held | 'appeared' | 'timeout' | 'unavailable';
 
 const HOST = os.hostname();
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 export const lockPath = (target: string): string => path.join(path.dirname(target), `.${path.basename(target)}.lock`);
 

@@ -1,5 +1,4 @@
-// The block cache's two in-memory structures: store fetch slots by priority, and the LRU of
-// recently used plaintext.
+// Store fetch slots of the block cache, by priority.
 export const READ = 0;
 export const AHEAD = 1;
 export const WARM = 2;
@@ -10,6 +9,7 @@ export interface Queued {
   prio: Priority;
   /** set while waiting for a slot */
   grant?: (release: () => void) => void;
+  deny?: (e: Error) => void;
 }
 
 export interface Plain {
@@ -22,12 +22,15 @@ export class FetchQueue<T extends Queued> {
   private active = 0;
   private background = 0;
   private readonly waiting: T[][] = [[], [], []];
+  private closedWith?: (t: T) => Error;
 
   constructor(private readonly max: number) {}
 
   acquire(t: T): Promise<() => void> {
-    return new Promise((resolve) => {
+    return new Promise((resolve, reject) => {
+      if (this.closedWith) return reject(this.closedWith(t));
       t.grant = resolve;
+      t.deny = reject;
       this.waiting[t.prio].push(t);
       this.pump();
     });
@@ -42,6 +45,12 @@ export class FetchQueue<T extends Queued> {
     q.splice(i, 1);
     this.waiting[prio].push(t);
     this.pump();
+  }
+
+  /** No more slots: every waiting task fails at once with why(task) (running ones finish). */
+  close(why: (t: T) => Error): void {
+    this.closedWith = why;
+    for (const q of this.waiting) for (const t of q.splice(0)) t.deny?.(why(t));
   }
 
   get queued(): number {
@@ -59,6 +68,7 @@ export class FetchQueue<T extends Queued> {
       let done = false;
       const grant = t.grant!;
       t.grant = undefined;
+      t.deny = undefined;
       grant(() => {
         if (done) return;
         done = true;
@@ -67,45 +77,5 @@ export class FetchQueue<T extends Queued> {
         this.pump();
       });
     }
-  }
-}
-
-/** Recently used plaintext, bounded by bytes. */
-export class MemoryLRU {
-  private readonly map = new Map<string, Plain>();
-  bytes = 0;
-
-  constructor(private readonly max: number) {}
-
-  get(id: string): Plain | undefined {
-    const v = this.map.get(id);
-    if (v) {
-      this.map.delete(id);
-      this.map.set(id, v);
-    }
-    return v;
-  }
-
-  has(id: string): boolean {
-    return this.map.has(id);
-  }
-
-  set(id: string, v: Plain): void {
-    if (v.buf.length > this.max) return;
-    this.delete(id);
-    this.map.set(id, v);
-    this.bytes += v.buf.length;
-    for (const [old, o] of this.map) {
-      if (this.bytes <= this.max) break;
-      this.map.delete(old);
-      this.bytes -= o.buf.length;
-    }
-  }
-
-  delete(id: string): void {
-    const v = this.map.get(id);
-    if (!v) return;
-    this.map.delete(id);
-    this.bytes -= v.buf.length;
   }
 }

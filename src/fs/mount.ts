@@ -2,21 +2,24 @@
 // <backend>/ro (or the target itself with --ro); a kernel overlay puts <backend>/rw on top of it
 // at the target (g8ufs.md §2, §3). This process is the FUSE server, so it never touches the
 // mounted trees itself except through child processes (mount, umount) and async calls.
+import { spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { type ErrorKind, G8osError, kindOf } from '../errors';
 import { storeFromBackend } from '../flist/backend';
 import { openFlist } from '../flist/open';
 import type { FlistReader } from '../flist/types';
+import { withDeadline } from '../lib/deadline';
 import { openStore, redactUrl } from '../store';
 import type { BlockStore } from '../store/types';
 import { BlockCache } from './cache';
 import {
   detach, fsName, isStale, mountAt, ourMount, overlayComplaint, PID_FILE, pidFromFile, processAlive, readMountsAsync, runMount, unmount,
-} from './mounts';
+} from './mount-table';
 import { ReadOnlyFs } from './rofs';
-import type { Layer } from './types';
+import { bindCodec, type Layer } from './types';
 import { warm } from './warm';
 
 export interface MountOptions {
@@ -44,10 +47,11 @@ export interface MountOptions {
 }
 
 /** A failure to set up the mount: its message is the one line the user sees. */
-export class MountError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'MountError';
+export class MountError extends G8osError {
+  /** `kind` defaults to the cause's (a store's 'unavailable', a flist's 'corrupt'), else 'invalid'. */
+  constructor(message: string, kind?: ErrorKind, cause?: unknown) {
+    const k = kind ?? (cause === undefined || kindOf(cause) === 'internal' ? 'invalid' : kindOf(cause));
+    super(k, message, cause === undefined ? {} : { cause });
   }
 }
 
@@ -78,7 +82,7 @@ export function resolveTarget(t: string): string {
     try {
       parent = fs.realpathSync(path.dirname(p));
     } catch {
-      throw new MountError(`target ${t} does not exist`);
+      throw new MountError(`target ${t} does not exist`, 'not_found');
     }
     p = path.join(parent, path.basename(p));
     if (mountAt(p)) return p;
@@ -88,8 +92,8 @@ export function resolveTarget(t: string): string {
       link = fs.readlinkSync(p);
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT') throw new MountError(`target ${t} does not exist`);
-      throw new MountError(`target ${t}: ${code ?? (e as Error).message}`);
+      if (code === 'ENOENT') throw new MountError(`target ${t} does not exist`, 'not_found');
+      throw new MountError(`target ${t}: ${code ?? (e as Error).message}`, undefined, e);
     }
     // follow the link by hand: realpath would stat what is mounted at its end
     p = path.resolve(parent, link);
@@ -103,21 +107,22 @@ async function clearStale(p: string, what: string, note: (l: string) => void): P
     const top = mountAt(p);
     if (!top) return;
     const ours = ourMount(p);
-    if (!ours) throw new MountError(`${what} ${p} is already mounted (${top.fstype} ${top.source})`);
+    if (!ours) throw new MountError(`${what} ${p} is already mounted (${top.fstype} ${top.source})`, 'conflict');
     if (ours.pid !== undefined) {
       throw new MountError(
         what === 'target'
           ? `target ${p} is already mounted by g8os (pid ${ours.pid}): run "g8os umount ${p}" first`
           : `backend ${path.dirname(p)} is in use by the mount process ${ours.pid}`,
+        'conflict',
       );
     }
-    if (!(await isStale(ours))) throw new MountError(`${what} ${p} is already mounted (${top.fstype} ${top.source})`);
+    if (!(await isStale(ours))) throw new MountError(`${what} ${p} is already mounted (${top.fstype} ${top.source})`, 'conflict');
     note(`recovering the stale mount at ${p} (its server is gone)`);
     const err = await detach(p);
-    if (err) throw new MountError(err);
+    if (err) throw new MountError(err, 'unavailable');
     if (ours.fuse && ours.fuse !== ours.top) {
       const e2 = await detach(ours.fuse.mountPoint);
-      if (e2) throw new MountError(e2);
+      if (e2) throw new MountError(e2, 'unavailable');
     }
   }
   throw new MountError(`${what} ${p}: too many stacked mounts`);
@@ -130,10 +135,10 @@ function checkTarget(p: string): void {
     st = fs.statSync(p);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new MountError(code === 'ENOENT' ? `target ${p} does not exist` : `target ${p}: ${code ?? (e as Error).message}`);
+    throw new MountError(code === 'ENOENT' ? `target ${p} does not exist` : `target ${p}: ${code ?? (e as Error).message}`, undefined, e);
   }
   if (!st.isDirectory()) throw new MountError(`target ${p} is not a directory`);
-  if (fs.readdirSync(p).length > 0) throw new MountError(`target ${p} is not empty`);
+  if (fs.readdirSync(p).length > 0) throw new MountError(`target ${p} is not empty`, 'conflict');
 }
 
 /** overlay options split on ',' and ':' (and mount(8) on ','), so backend paths may not contain them. */
@@ -146,14 +151,14 @@ async function openLayer(source: string): Promise<FlistReader> {
   try {
     r = await openFlist(source);
   } catch (e) {
-    throw new MountError((e as Error).message);
+    throw new MountError((e as Error).message, undefined, e);
   }
   try {
     const root = r.stat('');
     if (!root || root.kind !== 'dir') throw new Error(`corrupt flist ${source}: no root directory`);
   } catch (e) {
     r.close();
-    throw new MountError((e as Error).message);
+    throw new MountError((e as Error).message, 'corrupt', e);
   }
   return r;
 }
@@ -169,28 +174,21 @@ function someBlockId(r: FlistReader): Buffer | undefined {
   return undefined;
 }
 
-function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const t = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms / 1000} s`)), ms);
-  });
-  return Promise.race([p, t]).finally(() => clearTimeout(timer));
-}
-
 /** Fail fast (g8ufs.md §7.2): one round trip to the store before the mount is offered. */
 async function probeStore(store: BlockStore, url: string, reader: FlistReader, source: string, note: (l: string) => void): Promise<void> {
   const hint = '(--lazy-connect mounts anyway)';
   if (url.startsWith('dir:')) {
     const root = decodeURIComponent(new URL(url).pathname);
     // a dir store answers "missing" for anything when its directory is gone
-    if (!fs.statSync(root, { throwIfNoEntry: false })?.isDirectory()) throw new MountError(`store ${url}: ${root} is not a directory ${hint}`);
+    if (!fs.statSync(root, { throwIfNoEntry: false })?.isDirectory()) throw new MountError(`store ${url}: ${root} is not a directory ${hint}`, 'unavailable');
   }
   const id = someBlockId(reader);
   let have: boolean[];
   try {
-    have = await withTimeout(store.exists([id ?? Buffer.alloc(16)]), PROBE_TIMEOUT_MS, `store ${redactUrl(url)}`);
+    const what = `store ${redactUrl(url)}`;
+    have = await withDeadline(store.exists([id ?? Buffer.alloc(16)]), PROBE_TIMEOUT_MS, () => new Error(`${what}: no answer within ${PROBE_TIMEOUT_MS / 1000} s`));
   } catch (e) {
-    throw new MountError(`store unreachable for ${source}: ${(e as Error).message} ${hint}`);
+    throw new MountError(`store unreachable for ${source}: ${(e as Error).message} ${hint}`, 'unavailable', e);
   }
   if (id && !have[0]) note(`warning: store ${redactUrl(url)} does not have block ${id.toString('hex')} of ${source}; reads of missing blocks fail with EIO`);
 }
@@ -218,6 +216,8 @@ export class Mount {
   private readonly readers: FlistReader[] = [];
   private readonly stores: BlockStore[] = [];
   private readonly layers: Layer[] = [];
+  /** the block cache of each layer */
+  private readonly layerCaches: BlockCache[] = [];
 
   private constructor(
     readonly target: string,
@@ -231,7 +231,7 @@ export class Mount {
   /** Sets everything up; resolves once the target is usable (print `mount starts` then). */
   static async start(o: MountOptions): Promise<Mount> {
     const note = o.note ?? ((l: string) => process.stderr.write(`g8os: ${l}\n`));
-    if (o.flists.length === 0) throw new MountError('no flist given');
+    if (o.flists.length === 0) throw new MountError('no flist given', 'usage');
     const target = resolveTarget(o.target);
     const backend = path.resolve(o.backend ?? defaultBackend(target));
     checkBackendPath(backend);
@@ -247,7 +247,7 @@ export class Mount {
     const pidFile = path.join(backend, PID_FILE);
     const holder = pidFromFile(pidFile);
     if (holder !== undefined && holder !== process.pid && processAlive(holder)) {
-      throw new MountError(`backend ${backend} is in use by process ${holder}`);
+      throw new MountError(`backend ${backend} is in use by process ${holder}`, 'conflict');
     }
     const pidFiles = [pidFile, ...(o.pidFile ? [path.resolve(o.pidFile)] : [])];
     pidFiles.forEach(writePid);
@@ -257,7 +257,7 @@ export class Mount {
       await m.setup(o);
     } catch (e) {
       await m.teardown();
-      throw e instanceof MountError ? e : new MountError((e as Error).message);
+      throw e instanceof MountError ? e : new MountError((e as Error).message, undefined, e);
     }
     m.watch(o.ro ? [target] : [target, ro]);
     if (o.prefetch) m.prefetch();
@@ -265,7 +265,7 @@ export class Mount {
   }
 
   private async setup(o: MountOptions): Promise<void> {
-    const interrupted = (): MountError => new MountError('interrupted before the mount was ready');
+    const interrupted = (): MountError => new MountError('interrupted before the mount was ready', 'unavailable');
     const aborted = (): void => {
       if (o.signal?.aborted) throw interrupted();
     };
@@ -303,7 +303,7 @@ export class Mount {
         try {
           url = storeFromBackend(r.metadata().backend);
         } catch (e) {
-          throw new MountError(`${src}: ${(e as Error).message}`);
+          throw new MountError(`${src}: ${(e as Error).message}`, undefined, e);
         }
       }
       if (!url) throw new MountError(`${src} has no backend metadata naming its block store: pass --storage-url <url>`);
@@ -313,19 +313,20 @@ export class Mount {
         try {
           store = await openStore(url);
         } catch (e) {
-          throw new MountError(`${src}: ${(e as Error).message}`);
+          throw new MountError(`${src}: ${(e as Error).message}`, undefined, e);
         }
         this.stores.push(store);
         if (!o.lazyConnect) await interruptible(probeStore(store, url, r, src, this.note));
         try {
           cache = new BlockCache({ dir: cacheDir, store, maxBytes: o.cacheBytes ?? DEFAULT_CACHE_BYTES, log: o.log });
         } catch (e) {
-          throw new MountError((e as Error).message);
+          throw new MountError((e as Error).message, undefined, e);
         }
         byUrl.set(url, cache);
         this.caches.push(cache);
       }
-      this.layers.push({ reader: r, blocks: cache });
+      this.layers.push({ reader: r, blocks: bindCodec(cache, r.format) });
+      this.layerCaches.push(cache);
       aborted();
     }
 
@@ -353,7 +354,7 @@ export class Mount {
     try {
       await this.rofs.mount();
     } catch (e) {
-      throw new MountError(`cannot mount the read-only layer at ${at}: ${(e as Error).message}`);
+      throw new MountError(`cannot mount the read-only layer at ${at}: ${(e as Error).message}`, 'unavailable', e);
     }
     aborted();
     if (!o.ro) {
@@ -362,7 +363,7 @@ export class Mount {
       if (err) {
         const kernel = await overlayComplaint([rw, wd, ro]);
         const why = kernel ?? `${err.replace(/^mount: [^:]*: /, '')} (rw/ and wd/ must be on one filesystem that can be an overlay upper layer: not overlay, not FUSE)`;
-        throw new MountError(`cannot mount the overlay at ${this.target}: ${why}`);
+        throw new MountError(`cannot mount the overlay at ${this.target}: ${why}`, 'invalid');
       }
       this.overlay = true;
       aborted();
@@ -381,9 +382,9 @@ export class Mount {
     const run = async (): Promise<void> => {
       let blocks = 0;
       let failed = 0;
-      for (const l of this.layers) {
+      for (let i = 0; i < this.layers.length; i++) {
         if (this.stopping) return;
-        const r = await warm(l.blocks as BlockCache, l.reader, { signal: this.stopped.signal });
+        const r = await warm(this.layerCaches[i], this.layers[i].reader, { signal: this.stopped.signal });
         blocks += r.blocks;
         failed += r.failed;
         if (r.errors[0]) this.note(`prefetch: ${r.errors[0]}`);
@@ -435,6 +436,7 @@ export class Mount {
       }
       this.rofs = undefined;
     }
+    // The kernel sends no more requests: what is still being fetched is of no use to anyone.
     await Promise.all(this.caches.splice(0).map((c) => c.close().catch(() => undefined)));
     for (const r of this.readers.splice(0)) {
       try {
@@ -443,7 +445,25 @@ export class Mount {
         // closing is best effort
       }
     }
-    await Promise.all(this.stores.splice(0).map((s) => s.close().catch(() => undefined)));
+    // a store waiting on a dead server must not hold the exit either
+    await Promise.all(this.stores.splice(0).map((s) => withDeadline(s.close(), 2000, () => new Error('store close timed out')).catch(() => undefined)));
+    this.pidFiles.forEach(removePid);
+  }
+
+  /**
+   * Last resort when stop() takes too long: lazily detach whatever of ours is still mounted
+   * (synchronously, no waiting on anything) so the process can exit leaving no mount.
+   */
+  detachNow(): void {
+    if (this.watcher) clearInterval(this.watcher);
+    for (const p of [this.target, path.join(this.backend, 'ro')]) {
+      for (let i = 0; i < 4; i++) {
+        const m = mountAt(p);
+        if (!m || !(m.fstype === 'overlay' || m.source === fsName(process.pid))) break;
+        const cmd: [string, string[]] = m.fstype.startsWith('fuse') ? ['fusermount', ['-uz', p]] : ['umount', ['-l', p]];
+        if (spawnSync(cmd[0], cmd[1], { stdio: 'ignore', timeout: 5000 }).status !== 0) spawnSync('umount', ['-l', p], { stdio: 'ignore', timeout: 5000 });
+      }
+    }
     this.pidFiles.forEach(removePid);
   }
 }

@@ -6,6 +6,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import Fuse from 'fuse-native';
 import { BLOCK_SIZE, S_IFDIR, type BlockRef } from '../flist/types';
+import { errnoName } from '../errors';
+import { withDeadline } from '../lib/deadline';
 import { Owners, packedDirent, statOf } from './attrs';
 import type { Layer } from './types';
 import { GenCache, LayeredView, ViewError, type ViewNode } from './view';
@@ -75,6 +77,22 @@ class G8Fuse extends Fuse {
   /** Its readdir packs every stat object on every call; ours are packed once per directory. */
   _op_readdir(signal: (err: number, names?: string[], stats?: Uint32Array[]) => void, path: string): void {
     this.packedReaddir(path, signal);
+  }
+}
+
+/** The FUSE answer for an error: its errno name (errors.ts) as fuse-native's negative number. */
+function fuseErrno(e: unknown): number {
+  const n = (Fuse as unknown as Record<string, unknown>)[errnoName(e)];
+  return typeof n === 'number' ? n : Fuse.EIO;
+}
+
+/** A read that failed, with the index of the block to blame in the log line. */
+class ReadFailure extends Error {
+  constructor(
+    readonly block: number,
+    message: string,
+  ) {
+    super(message);
   }
 }
 
@@ -218,11 +236,11 @@ export class ReadOnlyFs {
 
   /** A metadata failure (corrupt flist) as an errno, logged once per call. */
   private metaErrno(e: unknown, path: string): number {
-    if (e instanceof ViewError) return Fuse[e.code];
+    if (e instanceof ViewError) return fuseErrno(e);
     this.counters.metadataErrors++;
     const why = e instanceof Error ? e.message : String(e);
     this.log(`g8ufs: metadata of ${path}: ${why}`);
-    return Fuse.EIO;
+    return fuseErrno(e);
   }
 
   private getattr(path: string, cb: (err: number, st?: Fuse.Stat) => void): void {
@@ -287,7 +305,7 @@ export class ReadOnlyFs {
     cb(0);
   }
 
-  /** Fetches exactly the blocks [pos, pos+len) touches; answers EIO when one cannot be had. */
+  /** Fetches exactly the blocks [pos, pos+len) touches; answers EIO when one cannot be had in time. */
   private read(fh: number, buf: Buffer, len: number, pos: number, cb: (bytesOrErr: number) => void): void {
     const h = this.handles.get(fh);
     if (!h) return cb(Fuse.EBADF);
@@ -299,75 +317,48 @@ export class ReadOnlyFs {
     const where = `/${h.node.path}`;
     this.counters.reads++;
     if (last >= h.refs.length) return cb(this.readFailed(where, last, `the flist lists ${h.refs.length} blocks for ${size} bytes`));
-    const codec = h.layer.reader.format;
-    this.hintAhead(h, pos, end, last, codec);
-
-    let done = false;
-    const timer = setTimeout(() => {
-      if (done) return;
-      done = true;
-      cb(this.readFailed(where, first, `no answer within ${this.readTimeoutMs} ms`));
-    }, this.readTimeoutMs);
-    const wanted: Promise<Buffer>[] = [];
-    const blocks = h.layer.blocks;
-    if (first === last && end - pos <= SMALL_READ && blocks.range) {
-      // a small read inside one block (random access): only that range
-      const base = first * BLOCK_SIZE;
-      blocks.range(h.refs[first], codec, pos - base, end - base).then(
-        (part) => {
-          if (done) return;
-          done = true;
-          clearTimeout(timer);
-          if (part.length !== end - pos) return cb(this.readFailed(where, first, `block holds too few bytes for ${pos}..${end}`));
-          part.copy(buf, 0);
-          this.counters.bytesRead += end - pos;
-          cb(end - pos);
-        },
-        (err: Error) => {
-          if (done) return;
-          done = true;
-          clearTimeout(timer);
-          cb(this.readFailed(where, first, err.message));
-        },
-      );
-      return;
-    }
-    for (let i = first; i <= last; i++) {
-      // which block failed, for the log line
-      wanted.push(h.layer.blocks.block(h.refs[i], codec).catch((e: Error) => Promise.reject(Object.assign(new Error(e.message), { block: i }))));
-    }
-    Promise.all(wanted).then(
-      (blocks) => {
-        if (done) return; // timed out: `buf` belongs to libfuse again
-        done = true;
-        clearTimeout(timer);
-        for (let k = 0; k < blocks.length; k++) {
-          const base = (first + k) * BLOCK_SIZE;
-          const from = Math.max(pos, base) - base;
-          const to = Math.min(end, base + BLOCK_SIZE) - base;
-          if (blocks[k].length < to) return cb(this.readFailed(where, first + k, `block holds ${blocks[k].length} bytes, ${to} expected`));
-          blocks[k].copy(buf, base + from - pos, from, to);
-        }
-        this.counters.bytesRead += end - pos;
-        cb(end - pos);
+    this.hintAhead(h, pos, end, last);
+    // Only a fill that beats the deadline writes into `buf`: after it, `buf` is libfuse's again.
+    withDeadline(this.gather(h, pos, end, first, last), this.readTimeoutMs, () => new ReadFailure(first, `no answer within ${this.readTimeoutMs} ms`)).then(
+      (parts) => {
+        let at = 0;
+        for (const part of parts) at += part.copy(buf, at);
+        this.counters.bytesRead += at;
+        cb(at);
       },
-      (err: Error & { block: number }) => {
-        if (done) return;
-        done = true;
-        clearTimeout(timer);
-        cb(this.readFailed(where, err.block, err.message));
-      },
+      (e: unknown) => cb(this.readFailed(where, e instanceof ReadFailure ? e.block : first, e instanceof Error ? e.message : String(e))),
     );
   }
 
+  /** The slices of [pos, end): one range of one block for a small read (random access), else whole blocks. */
+  private async gather(h: Handle, pos: number, end: number, first: number, last: number): Promise<Buffer[]> {
+    const blocks = h.layer.blocks;
+    if (first === last && end - pos <= SMALL_READ) {
+      const base = first * BLOCK_SIZE;
+      const part = await blocks.range(h.refs[first], pos - base, end - base).catch((e: Error) => Promise.reject(new ReadFailure(first, e.message)));
+      if (part.length !== end - pos) throw new ReadFailure(first, `block holds too few bytes for ${pos}..${end}`);
+      return [part];
+    }
+    const wanted: Promise<Buffer>[] = [];
+    for (let i = first; i <= last; i++) wanted.push(blocks.block(h.refs[i]).catch((e: Error) => Promise.reject(new ReadFailure(i, e.message))));
+    const got = await Promise.all(wanted);
+    return got.map((b, k) => {
+      const base = (first + k) * BLOCK_SIZE;
+      const from = Math.max(pos, base) - base;
+      const to = Math.min(end, base + BLOCK_SIZE) - base;
+      if (b.length < to) throw new ReadFailure(first + k, `block holds ${b.length} bytes, ${to} expected`);
+      return b.subarray(from, to);
+    });
+  }
+
   /** Sequential readers (within a block of where they were) get the next blocks hinted once per block. */
-  private hintAhead(h: Handle, pos: number, end: number, last: number, codec: Layer['reader']['format']): void {
+  private hintAhead(h: Handle, pos: number, end: number, last: number): void {
     const sequential = pos <= h.maxEnd + BLOCK_SIZE && end + 2 * BLOCK_SIZE >= h.maxEnd;
     if (end > h.maxEnd) h.maxEnd = end;
     if (!sequential || last <= h.raFrom || this.readAhead <= 0) return;
     h.raFrom = last;
     const next = h.refs.slice(last + 1, last + 1 + this.readAhead);
-    if (next.length) h.layer.blocks.prefetch(next, codec);
+    if (next.length) h.layer.blocks.prefetch(next);
   }
 
   private readFailed(where: string, block: number, why: string): number {

@@ -13,7 +13,7 @@ import { openStore, type BlockStore } from '../store';
 import { BlockCache } from './cache';
 import { DirectBlocks } from './direct';
 import { isMountpoint, ReadOnlyFs, type ReadOnlyFsOptions } from './rofs';
-import type { Layer } from './types';
+import { bindCodec, type Layer } from './types';
 
 export interface ServeArgs {
   mountpoint: string;
@@ -51,7 +51,7 @@ async function main(): Promise<void> {
         s = { store, blocks: args.cache ? new BlockCache({ dir: args.cache, store }) : new DirectBlocks(store) };
         stores.set(url, s);
       }
-      layers.push({ reader, blocks: s.blocks });
+      layers.push({ reader, blocks: bindCodec(s.blocks, reader.format) });
     }
   } catch (e) {
     await closeAll();

@@ -5,6 +5,7 @@
 // "dir below, file above" is a file and its old children vanish). Duplicate names: the
 // highest layer wins. No whiteouts. Metadata only: nothing here touches a store except
 // readFile().
+import { type ErrorKind, G8osError } from '../errors';
 import { relPath, type Entry } from '../flist/types';
 import type { Layer, ViewEntry } from './types';
 
@@ -19,13 +20,16 @@ export interface ViewNode extends ViewEntry {
   nlink?: number;
 }
 
-export class ViewError extends Error {
+type ViewErrno = 'ENOENT' | 'ENOTDIR' | 'ELOOP' | 'EFBIG';
+const VIEW_KINDS: Record<ViewErrno, ErrorKind> = { ENOENT: 'not_found', ENOTDIR: 'not_found', ELOOP: 'invalid', EFBIG: 'too_large' };
+
+/** A path the view cannot answer as asked: the FUSE layer answers its precise errno (errnoName). */
+export class ViewError extends G8osError {
   constructor(
     message: string,
-    readonly code: 'ENOENT' | 'ENOTDIR' | 'ELOOP' | 'EFBIG',
+    readonly code: ViewErrno,
   ) {
-    super(message);
-    this.name = 'ViewError';
+    super(VIEW_KINDS[code], message, { errno: code });
   }
 }
 
@@ -223,7 +227,7 @@ export class LayeredView {
     if (n.entry.size > maxBytes) throw new ViewError(`/${n.path}: larger than ${maxBytes} bytes`, 'EFBIG');
     const layer = this.layers[n.layer];
     const parts: Buffer[] = [];
-    for (const ref of n.entry.blocks ?? []) parts.push(await layer.blocks.block(ref, layer.reader.format));
+    for (const ref of n.entry.blocks ?? []) parts.push(await layer.blocks.block(ref));
     const all = Buffer.concat(parts);
     if (all.length < n.entry.size) {
       throw new Error(`/${n.path}: blocks hold ${all.length} bytes, the flist says ${n.entry.size}`);

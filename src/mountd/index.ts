@@ -10,7 +10,7 @@ import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { G8osError, kindOf, oneLine, unavailable } from '../errors';
-import { mountAt, readMounts } from '../fs/mounts';
+import { mountAt, readMounts } from '../fs/mount-table';
 import { type FlistInfo, inspectFlist } from './inspect';
 import { spawnLower, stopLower } from './lower';
 import { otherLiveOwner, type Owner, self } from './owner';

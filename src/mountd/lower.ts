@@ -5,7 +5,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { detach, mountAt, processAlive, unmount } from '../fs/mounts';
+import { detach, mountAt, processAlive, unmount } from '../fs/mount-table';
 import { repoRoot } from '../lib/paths';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));

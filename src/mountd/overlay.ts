@@ -2,7 +2,7 @@
 // over a shared read-only lower. Milliseconds, no process of its own.
 import fs from 'node:fs';
 import path from 'node:path';
-import { overlayComplaint, runMount } from '../fs/mounts';
+import { overlayComplaint, runMount } from '../fs/mount-table';
 
 /** Mounts the overlay at `target`; the upper dir's root takes the lower root's mode and owner. */
 export async function mountOverlay(lower: string, dir: string, target: string): Promise<void> {

@@ -16,7 +16,7 @@ export class DirStore implements BlockStore {
     readonly url: string = `dir://${root}`,
     concurrency = 64,
   ) {
-    if (!path.isAbsolute(root)) throw new StoreError(`dir store root must be an absolute path: ${root}`);
+    if (!path.isAbsolute(root)) throw new StoreError(`dir store root must be an absolute path: ${root}`, 'invalid');
     // Bounded so a big exists() batch cannot run out of file descriptors.
     this.limit = limiter(concurrency);
   }

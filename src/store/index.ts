@@ -34,7 +34,7 @@ export function redactUrl(url: string): string {
 }
 
 function fail(url: string, why: string): never {
-  throw new StoreError(`invalid store URL ${redactUrl(url)}: ${why}`);
+  throw new StoreError(`invalid store URL ${redactUrl(url)}: ${why}`, 'invalid');
 }
 
 /** Opens a store; connections are made lazily, on first use. */

@@ -53,7 +53,7 @@ export function chunks<T>(items: readonly T[], size: number): T[][] {
 /** Hex of a storage id; stores only accept 16-byte (generation-2) ids. */
 export function hexId(id: Buffer): string {
   if (!Buffer.isBuffer(id) || id.length !== 16) {
-    throw new StoreError(`invalid block id: expected 16 bytes, got ${Buffer.isBuffer(id) ? id.length : typeof id}`);
+    throw new StoreError(`invalid block id: expected 16 bytes, got ${Buffer.isBuffer(id) ? id.length : typeof id}`, 'invalid');
   }
   return id.toString('hex');
 }

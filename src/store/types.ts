@@ -1,5 +1,6 @@
 // A content-addressed block store: keys are raw 16-byte (gen-2) storage ids,
 // values the stored ciphertext. Chosen by URL scheme (see openStore in ./index.ts).
+import { type ErrorKind, G8osError } from '../errors';
 
 export interface BlockStore {
   /** The store URL with any password removed (safe to print). */
@@ -15,9 +16,10 @@ export interface BlockStore {
   close(): Promise<void>;
 }
 
-export class StoreError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'StoreError';
+/** A store failure; 'unavailable' (→ EIO, 503) unless the caller's input was at fault. */
+export class StoreError extends G8osError {
+  constructor(message: string, kind: ErrorKind = 'unavailable') {
+    super(kind, message);
+    this.name = 'StoreError'; // subclasses (connect, server errors) too, as before
   }
 }

@@ -2,7 +2,7 @@
 // PID 1, veths, cgroup, mounts, then the directory — each step attempted, problems collected.
 import fs from 'node:fs';
 import path from 'node:path';
-import { detach, mountAt, readMounts, unmount } from '../../fs/mounts';
+import { detach, mountAt, readMounts, unmount } from '../../fs/mount-table';
 import { stopLower } from '../../mountd/lower';
 import { Cgroup } from './cgroup';
 import { type Container, runs, type State, waitGone } from './container';

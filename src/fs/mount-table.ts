@@ -1,9 +1,10 @@
-// What is mounted where (/proc/self/mountinfo), who serves a g8ufs mount, and the unmount
-// commands. Nothing here touches a mounted tree itself: a dead FUSE server makes such calls fail
-// with ENOTCONN, a hung one makes them hang.
+// The kernel mount table (/proc/self/mountinfo): what is mounted where, who serves a g8ufs
+// mount, and the unmount commands. Nothing here touches a mounted tree itself: a dead FUSE
+// server makes such calls fail with ENOTCONN, a hung one makes them hang.
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { withDeadline } from '../lib/deadline';
 
 export interface MountEntry {
   id: number;
@@ -138,17 +139,11 @@ export function ourMount(target: string, mounts: MountEntry[] = readMounts()): O
  * server died). A server that does not answer within the time is alive, just slow.
  */
 export async function answersNotConnected(p: string, timeoutMs = 2000): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs)));
   const probe = fs.promises.stat(p).then(
     () => false,
     (e: NodeJS.ErrnoException) => e.code === 'ENOTCONN',
   );
-  try {
-    return await Promise.race([probe, late]);
-  } finally {
-    clearTimeout(timer);
-  }
+  return withDeadline(probe, timeoutMs, () => new Error('no answer')).catch(() => false);
 }
 
 /** Whether nothing serves the g8ufs mount any more. */
@@ -172,7 +167,7 @@ export function pidFromFile(file: string): number | undefined {
 
 function run(cmd: string, args: string[]): Promise<{ ok: boolean; out: string }> {
   return new Promise((resolve) => {
-    execFile(cmd, args, { timeout: 30_000 }, (err, stdout, stderr) => {
+    execFile(cmd, args, { timeout: 10_000 }, (err, stdout, stderr) => {
       resolve({ ok: !err, out: `${stderr}${stdout}`.trim() || (err ? err.message : '') });
     });
   });
@@ -222,14 +217,4 @@ export async function overlayComplaint(paths: string[]): Promise<string | undefi
   if (!r.ok) return undefined;
   const lines = r.out.split('\n').filter((l) => /overlay/i.test(l) && paths.some((p) => l.includes(p)));
   return lines.pop()?.replace(/^\[[^\]]*\]\s*/, '');
-}
-
-/** Waits (polling) until `pred(mounts)` holds; false on timeout. */
-export async function waitMounts(pred: (m: MountEntry[]) => boolean, timeoutMs: number, stepMs = 100): Promise<boolean> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    if (pred(await readMountsAsync())) return true;
-    if (Date.now() >= until) return false;
-    await new Promise((r) => setTimeout(r, stepMs));
-  }
 }
