@@ -20,6 +20,8 @@ export interface ClusterExportsOptions {
 
 export class ClusterExports implements ExportProvider {
   private readonly open_ = new Map<string, Open>();
+  /** closes in progress: a new open of the same id waits, or it would read a stale LBA */
+  private readonly closing = new Map<string, Promise<void>>();
   private names: { name: string; description?: string }[] = [];
 
   constructor(readonly cluster: Cluster, private readonly o: ClusterExportsOptions = {}) {}
@@ -41,6 +43,7 @@ export class ClusterExports implements ExportProvider {
 
   async open(name: string): Promise<Vdisk | null> {
     if (!this.names.some((n) => n.name === name)) return null;
+    await this.closing.get(name)?.catch(() => undefined);
     let e = this.open_.get(name);
     if (!e) {
       e = {
@@ -65,7 +68,13 @@ export class ClusterExports implements ExportProvider {
     if (!e) return;
     if (--e.users > 0) return;
     this.open_.delete(disk.id);
-    await disk.close();
+    const p = disk.close();
+    this.closing.set(disk.id, p);
+    try {
+      await p;
+    } finally {
+      if (this.closing.get(disk.id) === p) this.closing.delete(disk.id);
+    }
   }
 
   async closeAll(): Promise<void> {
