@@ -46,7 +46,7 @@ export function parseConfig(text: string, where = 'config'): ServeConfig {
   const storage = typeof raw.storage === 'string' ? [raw.storage] : raw.storage;
   if (!Array.isArray(storage) || !storage.length || !storage.every((s) => typeof s === 'string')) bad('storage must be an address or a list of them');
   const num = (v: unknown, name: string, dflt: number): number => {
-    if (v === undefined) return dflt;
+    if (v === undefined) return dflt * 1000;
     if (typeof v !== 'number' || !(v > 0)) bad(`${name} must be a positive number of seconds`);
     return (v as number) * 1000;
   };

@@ -62,7 +62,8 @@ export class RedisKv implements KvServer {
       connectTimeout: Math.min(timeout, 5000),
       maxRetriesPerRequest: 2,
       retryStrategy: (n: number) => Math.min(100 * n, 1000),
-      password: u.password ? decodeURIComponent(u.password) : undefined,
+      // redis+unix:// carries its password as ?password= (a URL with no host has no userinfo)
+      password: u.password ? decodeURIComponent(u.password) : u.searchParams.get('password') ?? undefined,
     };
     if (u.protocol === 'redis+unix:') {
       const db = Number(u.searchParams.get('db') ?? 0);
