@@ -1,4 +1,4 @@
-// `npm run bench [-- --quick] [-- --only images,ingest,open,hub,mount,agent,container]`: runs the selected benchmarks in order,
+// `npm run bench [-- --quick] [-- --only images,ingest,open,hub,mount,agent,container,nbd]`: runs the selected benchmarks in order,
 // prints each table when ready and writes bench/results/<date>[-quick].{json,md} at the end.
 import { agentBench } from './agent';
 import { containerBench } from './container';
@@ -7,10 +7,11 @@ import { type BenchResult, type Context, log, markdownTable, writeResults } from
 import { hubIngest } from './hub-ingest';
 import { ingest } from './ingest';
 import { mountBench } from './mount';
+import { nbdBench } from './nbd';
 import { open } from './open';
 
 const BENCHES: Record<string, (ctx: Context) => Promise<BenchResult>> = {
-  images: imagesBench, ingest, open, hub: hubIngest, mount: mountBench, agent: agentBench, container: containerBench,
+  images: imagesBench, ingest, open, hub: hubIngest, mount: mountBench, agent: agentBench, container: containerBench, nbd: nbdBench,
 };
 
 function usage(msg?: string): never {

@@ -225,7 +225,7 @@ describe('real clients', () => {
 
   it('fio (nbd engine) random writes with verify, 8 jobs in flight', async () => {
     const { stdout } = await run('fio', ['--name=v', '--ioengine=nbd', `--uri=${uri('db1')}`, '--rw=randwrite', '--bs=4k',
-      '--size=8M', '--iodepth=8', '--verify=crc32c', '--do_verify=1', '--output-format=json']);
+      '--size=8M', '--iodepth=8', '--verify=crc32c', '--do_verify=1', '--output-format=json'], { cwd: dir }); // fio leaves a verify state file in its cwd
     const j = JSON.parse(stdout.slice(stdout.indexOf('{'))) as { jobs: { error: number; write: { io_bytes: number }; read: { io_bytes: number } }[] };
     expect(j.jobs[0].error).toBe(0);
     expect(j.jobs[0].write.io_bytes).toBe(8 * MiB);
