@@ -15,6 +15,7 @@ import { createVdisk } from '../src/vdisk/catalog';
 import { type Cluster, openCluster } from '../src/vdisk/cluster';
 import { ClusterExports } from '../src/vdisk/exports';
 import { hashReady } from '../src/vdisk/hash';
+import { g8os } from './helpers/cli';
 import { RawNbd } from './helpers/nbd';
 import { startRedis, type RedisServer } from './helpers/redis';
 
@@ -152,5 +153,29 @@ describe('template vdisks', () => {
       for (const h of held) h.destroy();
       silent.close();
     }
+  });
+
+  it('a db vdisk from a raw image inside an flist (as published on the hub) reads the image', async () => {
+    const tree = path.join(dir, 'tree');
+    fs.mkdirSync(path.join(tree, 'images'), { recursive: true });
+    const img = Buffer.concat([randomBytes(MiB + 5000), Buffer.alloc(MiB), randomBytes(700 * 1024)]);
+    fs.writeFileSync(path.join(tree, 'images', 'disk.raw'), img);
+    const flist = path.join(dir, 'disk.flist');
+    const made = await g8os(['flist', 'create', tree, '-o', flist, '--store', `dir://${path.join(dir, 'blocks')}`]);
+    expect(made.code, made.stderr).toBe(0);
+    await createVdisk(main, 'fromflist', { type: 'db', size: 4 * MiB, template: { source: `flist:${flist}`, vdisk: 'images/disk.raw' } });
+    await createVdisk(main, 'nofile', { type: 'db', size: 4 * MiB, template: { source: `flist:${flist}`, vdisk: 'images/none.raw' } });
+    const sock = await serveOn(main, 5000);
+    const out = path.join(dir, 'fromflist.raw');
+    await run('nbdcopy', [`nbd+unix:///fromflist?socket=${sock}`, out]);
+    expect(sha(fs.readFileSync(out))).toBe(sha(Buffer.concat([img, Buffer.alloc(4 * MiB - img.length)])));
+    const c = await RawNbd.connect(sock);
+    await c.handshake();
+    await c.go('nofile');
+    c.request(0, 1, 0, 4096);
+    expect((await c.reply(() => 4096))?.error).toBe(5);
+    c.close();
+    // a boot vdisk cannot take an flist template (it has no LBA): refused at create
+    await expect(createVdisk(main, 'bootflist', { type: 'boot', size: 4 * MiB, template: { source: `flist:${flist}`, vdisk: 'images/disk.raw' } })).rejects.toThrow(/db vdisks/);
   });
 });

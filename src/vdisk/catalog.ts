@@ -6,7 +6,8 @@ import type { Cluster } from './cluster';
 import { DedupBackend, hashesOf, lbaKey, recount } from './dedup';
 import { hashReady } from './hash';
 import { nondedupKey, NondedupBackend } from './nondedup';
-import { openTemplate, type TemplateSource } from './template';
+import type { TemplateSource } from './template';
+import { templateSource } from './template-open';
 import { VDISK_TYPES, type Vdisk, type VdiskMeta, type VdiskType } from './types';
 
 const INDEX = 'vdisks';
@@ -79,7 +80,7 @@ export async function createVdisk(cluster: Cluster, id: string, o: CreateOptions
   if (await getMeta(cluster, id)) throw new G8osError('conflict', `vdisk ${id} exists already`);
   if (meta.type === 'boot' && o.template) {
     // a boot vdisk from a template copies only the LBA; blocks come on first read
-    const src = openTemplate(o.template.source, o.timeoutMs);
+    const src = templateSource(o.template.source, meta.blockSize, o.timeoutMs);
     try {
       const lba = await src.lba(o.template.vdisk);
       if (!lba.size) throw new G8osError('not_found', `template ${o.template.vdisk} in ${src.url} has no LBA (empty or absent)`);
@@ -150,7 +151,7 @@ export async function openVdisk(cluster: Cluster, id: string, o: OpenOptions = {
   const meta = await mustMeta(cluster, id);
   if (o.readOnly) meta.readOnly = true;
   let template: TemplateSource | undefined;
-  if (meta.template) template = openTemplate(meta.template.source, o.timeoutMs);
+  if (meta.template) template = templateSource(meta.template.source, meta.blockSize, o.timeoutMs);
   const backend = meta.type === 'boot'
     ? new DedupBackend(cluster, id, template, o.log)
     : new NondedupBackend(cluster, id, template && meta.template ? { source: template, vdisk: meta.template.vdisk } : undefined, o.log);
