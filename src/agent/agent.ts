@@ -12,6 +12,7 @@ import { coreHandlers } from './builtins/core';
 import { corexHandlers } from './builtins/corex';
 import { filesystemHandlers } from './builtins/filesystem';
 import { infoHandlers } from './builtins/info';
+import { nbdHandlers } from './builtins/nbd';
 import { processHandlers } from './builtins/process';
 import { extensionHandlers, systemHandlers } from './builtins/system';
 import { Containers } from './containers';
@@ -134,6 +135,7 @@ export class Agent {
       ...filesystemHandlers(),
       ...processHandlers(),
       ...bridgeHandlers(this.containers),
+      ...nbdHandlers({ storage: () => `redis+unix://${this.redis.socket}?db=1${this.o.password ? `&password=${encodeURIComponent(this.o.password)}` : ''}`, log: (l) => this.log('WARNING', l) }),
       ...corexHandlers(this.containers, (id, cmd) => this.dispatch(id, cmd)),
       'corex.logs': (raw) => this.logs.get(logsArgs(raw).container as number) ?? [],
     };

@@ -7,6 +7,7 @@ import { flistCommand } from './flist';
 import { hubCommand } from './hub';
 import { mountCommand, umountCommand } from './mount';
 import { startCommand } from './start';
+import { nbdCommand, vdiskCommand } from './vdisk';
 
 export function program(): Command {
   const p = new Command('g8os')
@@ -20,6 +21,8 @@ export function program(): Command {
   p.addCommand(startCommand());
   p.addCommand(mountCommand());
   p.addCommand(umountCommand());
+  p.addCommand(vdiskCommand());
+  p.addCommand(nbdCommand());
   for (const c of agentCommands()) p.addCommand(c);
   // Every subcommand reports bad usage through the same path (one line, exit 2).
   const exitOverride = (c: Command): void => {
