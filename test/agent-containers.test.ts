@@ -359,7 +359,7 @@ describe('containers on the host network namespace (no nics)', () => {
     expect(id).toBe(1);
     const list = (await h['corex.list']({}, ctx)) as Record<string, { container: { arguments: { tags: string[] }; pid: number; root: string } }>;
     expect(Object.keys(list)).toEqual(['1']);
-    expect(list['1']).toMatchObject({ debug: false, container: { arguments: { root: flist, hostname: 'h1', tags: ['web', 'prod'] } } });
+    expect(list['1']).toMatchObject({ debug: '', container: { arguments: { root: flist, hostname: 'h1', tags: ['web', 'prod'] } } });
     for (const k of ['cpu', 'rss', 'vms', 'swap']) expect(typeof (list['1'] as unknown as Record<string, number>)[k]).toBe('number');
     expect(Object.keys((await h['corex.find']({ tags: ['web'] }, ctx)) as object)).toEqual(['1']);
     expect((await h['corex.find']({ tags: ['web', 'dev'] }, ctx)) as object).toEqual({});

@@ -1,4 +1,5 @@
-// bridge.* (core0-protocol.md §9.7): Linux bridges for container nics, optionally NATed.
+// bridge.* (core0-protocol.md §9.7): Linux bridges for container nics, optionally NATed, with an
+// address (static) or an address and DHCP for the range start..end (dnsmasq).
 import { args, bool, type Check, opt, str } from '../args';
 import type { Containers } from '../containers';
 import { CommandError, type Handler } from '../types';
@@ -13,7 +14,9 @@ const network: Check = (v, at) => {
   const settings = (n.settings ?? {}) as Record<string, unknown>;
   if (typeof settings !== 'object' || Array.isArray(settings)) throw new CommandError('invalid', `argument '${at}.settings': expected object`);
   const cidr = opt(str)(settings.cidr, `${at}.settings.cidr`);
-  return { mode, nat: nat === true, cidr };
+  const start = opt(str)(settings.start, `${at}.settings.start`);
+  const end = opt(str)(settings.end, `${at}.settings.end`);
+  return { mode, nat: nat === true, cidr, start, end };
 };
 
 const createArgs = args({ name: str, hwaddr: opt(str), network });
@@ -23,10 +26,15 @@ export function bridgeHandlers(c: Containers): Record<string, Handler> {
   return {
     'bridge.create': async (raw) => {
       const a = createArgs(raw);
-      const n = a.network as { mode: string | null; nat: boolean; cidr?: string | null } | null;
-      if (n?.mode === 'dnsmasq') throw new CommandError('invalid', 'bridge network mode dnsmasq is not supported');
-      if (n?.mode === 'static' && !n.cidr) throw new CommandError('invalid', "argument 'network.settings.cidr' is missing (static mode needs it)");
-      await c.createBridge({ name: a.name, hwaddr: a.hwaddr, cidr: n?.mode ? n.cidr : null, nat: n?.nat === true });
+      const n = a.network as { mode: string | null; nat: boolean; cidr?: string | null; start?: string | null; end?: string | null } | null;
+      if (n?.mode && !n.cidr) throw new CommandError('invalid', `argument 'network.settings.cidr' is missing (${n.mode} mode needs it)`);
+      let dhcp: { start: string; end: string } | undefined;
+      if (n?.mode === 'dnsmasq') {
+        for (const k of ['start', 'end'] as const)
+          if (!n[k]) throw new CommandError('invalid', `argument 'network.settings.${k}' is missing (dnsmasq mode needs it)`);
+        dhcp = { start: n.start!, end: n.end! };
+      }
+      await c.createBridge({ name: a.name, hwaddr: a.hwaddr, cidr: n?.mode ? n.cidr : null, nat: n?.nat === true, dhcp });
       return null;
     },
     'bridge.list': () => c.listBridges(),
