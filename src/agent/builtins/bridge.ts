@@ -3,6 +3,7 @@
 import { args, bool, type Check, opt, str } from '../args';
 import type { Containers } from '../containers';
 import { CommandError, type Handler } from '../types';
+import { withStderr } from './disk';
 
 const network: Check = (v, at) => {
   if (v === null || v === undefined) return null;
@@ -23,7 +24,7 @@ const createArgs = args({ name: str, hwaddr: opt(str), network });
 const nameArgs = args({ name: str });
 
 export function bridgeHandlers(c: Containers): Record<string, Handler> {
-  return {
+  const h: Record<string, Handler> = {
     'bridge.create': async (raw) => {
       const a = createArgs(raw);
       const n = a.network as { mode: string | null; nat: boolean; cidr?: string | null; start?: string | null; end?: string | null } | null;
@@ -43,4 +44,5 @@ export function bridgeHandlers(c: Containers): Record<string, Handler> {
       return null;
     },
   };
+  return Object.fromEntries(Object.entries(h).map(([k, f]) => [k, withStderr(f)]));
 }
