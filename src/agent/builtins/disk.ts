@@ -36,7 +36,8 @@ export function withStderr(h: Handler): Handler {
     try {
       return await h(raw, ctx);
     } catch (e) {
-      if (e instanceof CommandError) ctx.emit(2, e.message);
+      // (handlers driven outside a job, as in the container tests' child, have no emit)
+      if (e instanceof CommandError && typeof ctx?.emit === 'function') ctx.emit(2, e.message);
       throw e;
     }
   };
