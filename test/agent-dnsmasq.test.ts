@@ -6,7 +6,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type AgentProcess, makeNetns, startAgent } from './helpers/agent';
+import { type AgentProcess, killLeftoverRedis, makeNetns, startAgent } from './helpers/agent';
 
 let agent: AgentProcess;
 let ns: string;
@@ -130,6 +130,19 @@ describe('bridge.create network mode dnsmasq', () => {
     expect(ourDnsmasq()).toEqual([]);
     expect(fs.existsSync(dnsDir()) ? fs.readdirSync(dnsDir()) : []).toEqual([]);
   });
+
+  it('a dnsmasq left by a SIGKILLed agent is stopped by the next one on the same data dir', async () => {
+    expect(py(['bridge', 'create', ['dh3'], { network: 'dnsmasq', settings: { cidr: '10.234.0.1/24', start: '10.234.0.10', end: '10.234.0.20' } }])).toEqual([{ ok: null }]);
+    const pid = pidOf('dh3');
+    await agent.kill();
+    killLeftoverRedis(agent.data);
+    expect(alive(pid)).toBe(true);
+    agent = await startAgent({ data: agent.data, netns: ns });
+    expect(alive(pid)).toBe(false);
+    expect(fs.readdirSync(dnsDir())).toEqual([]);
+    // the bridge outlives agents (as static ones do); it is deleted as any bridge
+    expect(py(['bridge', 'delete', ['dh3']])).toEqual([{ ok: null }]);
+  }, 60_000);
 
   it('the agent stops its dnsmasq when it stops', async () => {
     expect(py(['bridge', 'create', ['dh2'], { network: 'dnsmasq', settings: { cidr: '10.233.0.1/24', start: '10.233.0.10', end: '10.233.0.20' } }])).toEqual([{ ok: null }]);

@@ -111,6 +111,8 @@ describe('disk.*', () => {
 
   it('mktable, mkpart, getinfo, rmpart on a loop device', () => {
     const { dev, name } = loop(64);
+    // no label yet: parted knows no table and no regions
+    expect(ok('disk', 'getinfo', [name])).toMatchObject({ name, table: '', size: 64 * 2 ** 20, free: [] });
     const r = py(
       ['disk', 'mktable', [name, 'gpt']],
       ['disk', 'mkpart', [name, '1MiB', '32MiB']],
