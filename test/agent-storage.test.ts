@@ -180,6 +180,18 @@ describe('disk.*', () => {
     ok('disk', 'umount', [target]);
   });
 
+  it('the second device of a mounted two-device btrfs is in use too (lsblk shows no mountpoint on it)', () => {
+    const a = loop(300);
+    const b = loop(300);
+    ok('btrfs', 'create', ['pair', [a.dev, b.dev], 'raid1', 'raid1']);
+    const target = mountDir();
+    ok('disk', 'mount', [a.dev, target]);
+    expect(err('disk', 'mktable', [b.name, 'gpt'])).toBe(`failed to create table: ${b.dev} is in use (held by a mounted filesystem)`);
+    expect(err('btrfs', 'create', ['again', [b.dev]])).toMatch(/is in use/);
+    expect(fsType(b.dev)).toBe('btrfs');
+    ok('disk', 'umount', [target]);
+  });
+
   it('a refusal is an ERROR with its kind\'s code and the message in data and stderr', async () => {
     const r = await (await client.raw('disk.mktable', { disk: 'nosuchdisk0', table_type: 'gpt' })).get(30);
     expect(r).toMatchObject({ state: 'ERROR', code: 404, level: 20, data: JSON.stringify('no device /dev/nosuchdisk0') });

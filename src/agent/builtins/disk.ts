@@ -2,6 +2,7 @@
 // disk.getinfo answer JSON; mktable/mkpart/rmpart/mount/umount are "ext" commands (their result
 // is the tool's process result) run after the arguments and the device were checked.
 import { spawn } from 'node:child_process';
+import { constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { args, bool, int, opt, str } from '../args';
@@ -86,6 +87,13 @@ export async function notInUse(dev: string): Promise<void> {
   if (m.length) throw new CommandError('conflict', `${dev} is in use: mounted on ${m.join(', ')}`);
   const holders = await fs.readdir(`/sys/class/block/${path.basename(await fs.realpath(dev))}/holders`).catch(() => []);
   if (holders.length) throw new CommandError('conflict', `${dev} is in use by ${holders.join(', ')}`);
+  // what lsblk cannot see (the other members of a mounted multi-device btrfs): the kernel refuses
+  // an exclusive open (O_EXCL on a block device) of a device a filesystem holds
+  const h = await fs.open(dev, fsConstants.O_RDONLY | fsConstants.O_EXCL).catch((e: NodeJS.ErrnoException) => {
+    if (e.code === 'EBUSY') throw new CommandError('conflict', `${dev} is in use (held by a mounted filesystem)`);
+    throw new CommandError('unavailable', `${dev}: ${e.message}`);
+  });
+  await h.close();
 }
 
 // ---------------------------------------------------------------------------------------------
