@@ -225,7 +225,12 @@ def container(c, flist):
         return out
     cid = json.loads(r['data'])
     out['id'] = cid
-    out['list_keys'] = sorted(c.json('corex.list', {}).keys())
+    listed = c.json('corex.list', {})
+    out['list_keys'] = sorted(listed.keys())
+    entry = listed[str(cid)]
+    # the Python types of the entry's fields, as a client of the original sees them
+    out['list_types'] = {k: type(v).__name__ for k, v in entry.items()}
+    out['list_container_types'] = {k: type(v).__name__ for k, v in entry['container'].items()}
     cc = ContainerClient(c, cid)
     res = cc.system('hostname').get(30)
     out['dispatch'] = {'state': res['state'], 'stdout': res['streams'][0], 'container': res['container']}
