@@ -105,10 +105,22 @@ describe('bridge.create network mode dnsmasq', () => {
     expect(inRange(lease())).toBe(true);
     const second = pidOf('dh0');
 
+    // bridge.add_host (internal in the original, for VMs): a static lease, re-read without a restart
+    const c = await agent.client();
+    expect(await c.json('bridge.add_host', { bridge: 'dh0', mac, ip: '10.231.0.50' })).toBeNull();
+    expect(lease()).toBe('10.231.0.50');
+    expect(pidOf('dh0')).toBe(second);
+    await expect(c.json('bridge.add_host', { bridge: 'dh0', mac: '02:00:00:00:00:01', ip: '10.231.0.50' })).rejects.toThrow(`10.231.0.50 is already the static address of ${mac}`);
+    await expect(c.json('bridge.add_host', { bridge: 'dh0', mac: '02:00:00:00:00:01', ip: '10.9.0.5' })).rejects.toThrow("argument 'ip': 10.9.0.5 is not a host address of 10.231.0.1/24");
+    await expect(c.json('bridge.add_host', { bridge: 'dh0', mac: 'zz', ip: '10.231.0.51' })).rejects.toThrow("argument 'mac': 'zz' is not a MAC address");
+    await expect(c.json('bridge.add_host', { bridge: 'nope', mac, ip: '10.231.0.51' })).rejects.toThrow("no dnsmasq bridge named 'nope'");
+    expect(fs.readFileSync(path.join(dnsDir(), 'dh0.hosts'), 'utf8')).toBe(`${mac},10.231.0.50\n`);
+
     expect(py(['bridge', 'delete', ['dh0']])).toEqual([{ ok: null }]);
     expect(alive(second)).toBe(false);
     expect(fs.existsSync(leases)).toBe(false);
     expect(fs.existsSync(path.join(dnsDir(), 'dh0.pid'))).toBe(false);
+    expect(fs.existsSync(path.join(dnsDir(), 'dh0.hosts'))).toBe(false);
     expect(links(ns)).not.toContain('dh0');
     expect(ourDnsmasq()).toEqual([]);
   }, 90_000);

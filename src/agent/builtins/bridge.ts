@@ -22,6 +22,8 @@ const network: Check = (v, at) => {
 
 const createArgs = args({ name: str, hwaddr: opt(str), network });
 const nameArgs = args({ name: str });
+// internal in the original (static leases for VMs on kvm0); this shape is ours
+const hostArgs = args({ bridge: str, mac: str, ip: str });
 
 export function bridgeHandlers(c: Containers): Record<string, Handler> {
   const h: Record<string, Handler> = {
@@ -39,6 +41,11 @@ export function bridgeHandlers(c: Containers): Record<string, Handler> {
       return null;
     },
     'bridge.list': () => c.listBridges(),
+    'bridge.add_host': async (raw) => {
+      const a = hostArgs(raw);
+      await c.addHost(a.bridge, a.mac, a.ip);
+      return null;
+    },
     'bridge.delete': async (raw) => {
       await c.deleteBridge(nameArgs(raw).name);
       return null;

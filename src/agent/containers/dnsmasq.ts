@@ -13,7 +13,7 @@ export interface DhcpRange {
 }
 
 /** Checks start..end against the bridge's cidr; the netmask dnsmasq is told. */
-export function checkRange(cidr: string, r: DhcpRange): string {
+export function checkRange(cidr: string, r: DhcpRange, names: DhcpRange = { start: 'network.settings.start', end: 'network.settings.end' }): string {
   let c: Cidr;
   try {
     c = parseCidr(cidr);
@@ -26,9 +26,9 @@ export function checkRange(cidr: string, r: DhcpRange): string {
   const ips: number[] = [];
   for (const k of ['start', 'end'] as const) {
     const ip = ipNum(r[k]);
-    if (ip === undefined) throw new CommandError('invalid', `argument 'network.settings.${k}': '${r[k]}' is not an IPv4 address`);
-    if (ip <= net || ip >= last) throw new CommandError('invalid', `argument 'network.settings.${k}': ${r[k]} is not a host address of ${cidr}`);
-    if (ip === c.ip) throw new CommandError('invalid', `argument 'network.settings.${k}': ${r[k]} is the bridge's own address`);
+    if (ip === undefined) throw new CommandError('invalid', `argument '${names[k]}': '${r[k]}' is not an IPv4 address`);
+    if (ip <= net || ip >= last) throw new CommandError('invalid', `argument '${names[k]}': ${r[k]} is not a host address of ${cidr}`);
+    if (ip === c.ip) throw new CommandError('invalid', `argument '${names[k]}': ${r[k]} is the bridge's own address`);
     ips.push(ip);
   }
   if (ips[0] > ips[1]) throw new CommandError('invalid', `argument 'network.settings': start ${r.start} is after end ${r.end}`);
@@ -56,6 +56,23 @@ export class Dnsmasq {
     return path.join(this.dir, `${this.bridge}.pid`);
   }
 
+  /** static hosts (bridge.add_host): `mac,ip` lines, re-read on SIGHUP */
+  get hostsFile(): string {
+    return path.join(this.dir, `${this.bridge}.hosts`);
+  }
+
+  /** A static lease: `mac` always gets `ip` (an address of the bridge's network). */
+  addHost(mac: string, ip: string, cidr: string): void {
+    if (!/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/i.test(mac)) throw new CommandError('invalid', `argument 'mac': '${mac}' is not a MAC address`);
+    checkRange(cidr, { start: ip, end: ip }, { start: 'ip', end: 'ip' });
+    const lines = fs.readFileSync(this.hostsFile, 'utf8').split('\n').filter(Boolean);
+    const other = lines.find((l) => l.split(',')[1] === ip && l.split(',')[0] !== mac.toLowerCase());
+    if (other) throw new CommandError('conflict', `${ip} is already the static address of ${other.split(',')[0]}`);
+    const next = [...lines.filter((l) => l.split(',')[0] !== mac.toLowerCase()), `${mac.toLowerCase()},${ip}`];
+    fs.writeFileSync(this.hostsFile, `${next.join('\n')}\n`);
+    this.child?.kill('SIGHUP');
+  }
+
   get pid(): number | undefined {
     return this.child?.pid;
   }
@@ -63,6 +80,7 @@ export class Dnsmasq {
   /** Starts dnsmasq; rejects (one line, its own complaint) when it exits at once. */
   async start(): Promise<void> {
     fs.mkdirSync(this.dir, { recursive: true });
+    fs.writeFileSync(this.hostsFile, '');
     const child = this.spawn();
     await new Promise<void>((resolve, reject) => {
       let err = '';
@@ -92,7 +110,7 @@ export class Dnsmasq {
     const child = spawn('dnsmasq', [
       '--keep-in-foreground', '--conf-file=/dev/null', '--port=0', '--user=root', '--log-facility=-',
       `--interface=${this.bridge}`, '--bind-interfaces', '--except-interface=lo', '--dhcp-authoritative',
-      `--dhcp-range=${r.start},${r.end},${r.netmask},1h`, `--dhcp-leasefile=${this.leases}`, `--pid-file=${this.pidFile}`,
+      `--dhcp-range=${r.start},${r.end},${r.netmask},1h`, `--dhcp-leasefile=${this.leases}`, `--pid-file=${this.pidFile}`, `--dhcp-hostsfile=${this.hostsFile}`,
     ], { stdio: ['ignore', 'ignore', 'pipe'] });
     this.child = child;
     return child;
@@ -128,7 +146,7 @@ export class Dnsmasq {
       await gone;
       clearTimeout(t);
     }
-    for (const f of [this.leases, this.pidFile]) fs.rmSync(f, { force: true });
+    for (const f of [this.leases, this.pidFile, this.hostsFile]) fs.rmSync(f, { force: true });
   }
 }
 

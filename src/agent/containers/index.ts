@@ -177,6 +177,15 @@ export class Containers {
     this.dhcp.set(spec.name, d);
   }
 
+  /** bridge.add_host: a static DHCP lease on a dnsmasq bridge. */
+  async addHost(name: string, mac: string, ip: string): Promise<void> {
+    const d = this.dhcp.get(name);
+    if (!d) throw new CommandError('not_found', `no dnsmasq bridge named '${name}'`);
+    const cidr = await net.bridgeAddress(name);
+    if (!cidr) throw new CommandError('not_found', `bridge '${name}' has no IPv4 address`);
+    d.addHost(mac, ip, net.cidrText(cidr));
+  }
+
   /** The pid of a bridge's dnsmasq and its lease file (tests, info). */
   dnsmasq(name: string): { pid?: number; leases: string } | undefined {
     const d = this.dhcp.get(name);
