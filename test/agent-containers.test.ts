@@ -359,8 +359,12 @@ describe('containers on the host network namespace (no nics)', () => {
     expect(id).toBe(1);
     const list = (await h['corex.list']({}, ctx)) as Record<string, { container: { arguments: { tags: string[] }; pid: number; root: string } }>;
     expect(Object.keys(list)).toEqual(['1']);
-    expect(list['1']).toMatchObject({ debug: false, container: { arguments: { root: flist, hostname: 'h1', tags: ['web', 'prod'] } } });
+    expect(list['1']).toMatchObject({ debug: '', container: { arguments: { root: flist, hostname: 'h1', tags: ['web', 'prod'] } } });
     for (const k of ['cpu', 'rss', 'vms', 'swap']) expect(typeof (list['1'] as unknown as Record<string, number>)[k]).toBe('number');
+    // the original's types field by field: debug a string as in job.list, pid an int, root a string
+    expect(typeof list['1'].container.pid).toBe('number');
+    expect(typeof list['1'].container.root).toBe('string');
+    expect(Object.keys(list['1']).sort()).toEqual(['container', 'cpu', 'debug', 'rss', 'swap', 'vms']);
     expect(Object.keys((await h['corex.find']({ tags: ['web'] }, ctx)) as object)).toEqual(['1']);
     expect((await h['corex.find']({ tags: ['web', 'dev'] }, ctx)) as object).toEqual({});
     expect(await h['corex.dispatch']({ container: id, command: { command: 'core.ping', arguments: {}, id: 'mine' } }, ctx)).toBe('mine');

@@ -249,6 +249,10 @@ describe('containers through the protocol', () => {
     const out = JSON.parse(py.stdout) as Record<string, any>;
     expect(out).toMatchObject({ create_state: 'SUCCESS', create_level: 20, terminate: 'SUCCESS' });
     expect(out.list_keys).toContain(String(out.id));
+    // corex.list field types as the original's (debug a string as in job.list; cpu may be a whole number)
+    expect(out.list_types).toMatchObject({ rss: 'int', vms: 'int', swap: 'int', debug: 'str', container: 'dict' });
+    expect(['int', 'float']).toContain(out.list_types.cpu);
+    expect(out.list_container_types).toMatchObject({ arguments: 'dict', root: 'str', pid: 'int' });
     expect(out.dispatch).toEqual({ state: 'SUCCESS', stdout: 'py\n', container: out.id });
   }, 120_000);
 

@@ -8,13 +8,16 @@ import { args, int } from './args';
 import { Bus } from './bus';
 import { type AgentConfig, LOG_LEVELS, loadConfig } from './config';
 import { bridgeHandlers } from './builtins/bridge';
+import { btrfsHandlers } from './builtins/btrfs';
 import { coreHandlers } from './builtins/core';
 import { corexHandlers } from './builtins/corex';
+import { diskHandlers } from './builtins/disk';
 import { filesystemHandlers } from './builtins/filesystem';
 import { infoHandlers } from './builtins/info';
 import { nbdHandlers } from './builtins/nbd';
 import { processHandlers } from './builtins/process';
 import { extensionHandlers, systemHandlers } from './builtins/system';
+import { zerotierHandlers } from './builtins/zerotier';
 import { Containers } from './containers';
 import { type JobMessage, Jobs } from './jobs';
 import { RedisServer } from './redis-server';
@@ -111,6 +114,7 @@ export class Agent {
     this.containers = new Containers({
       dataDir: path.join(this.o.dataDir, 'containers'),
       mountDir: path.join(this.o.dataDir, 'mounts'),
+      dnsmasqDir: path.join(this.o.dataDir, 'dnsmasq'),
       mountGraceMs: this.o.mountGraceMs,
       cacheDir: this.o.cacheDir ?? g.cache,
       storage: g.storage,
@@ -136,6 +140,9 @@ export class Agent {
       ...processHandlers(),
       ...bridgeHandlers(this.containers),
       ...nbdHandlers({ storage: () => `redis+unix://${this.redis.socket}?db=1${this.o.password ? `&password=${encodeURIComponent(this.o.password)}` : ''}`, log: (l) => this.log('WARNING', l) }),
+      ...diskHandlers(),
+      ...btrfsHandlers(),
+      ...zerotierHandlers(),
       ...corexHandlers(this.containers, (id, cmd) => this.dispatch(id, cmd)),
       'corex.logs': (raw) => this.logs.get(logsArgs(raw).container as number) ?? [],
     };

@@ -1,7 +1,9 @@
-// bridge.* (core0-protocol.md §9.7): Linux bridges for container nics, optionally NATed.
+// bridge.* (core0-protocol.md §9.7): Linux bridges for container nics, optionally NATed, with an
+// address (static) or an address and DHCP for the range start..end (dnsmasq).
 import { args, bool, type Check, opt, str } from '../args';
 import type { Containers } from '../containers';
 import { CommandError, type Handler } from '../types';
+import { withStderr } from './disk';
 
 const network: Check = (v, at) => {
   if (v === null || v === undefined) return null;
@@ -13,26 +15,41 @@ const network: Check = (v, at) => {
   const settings = (n.settings ?? {}) as Record<string, unknown>;
   if (typeof settings !== 'object' || Array.isArray(settings)) throw new CommandError('invalid', `argument '${at}.settings': expected object`);
   const cidr = opt(str)(settings.cidr, `${at}.settings.cidr`);
-  return { mode, nat: nat === true, cidr };
+  const start = opt(str)(settings.start, `${at}.settings.start`);
+  const end = opt(str)(settings.end, `${at}.settings.end`);
+  return { mode, nat: nat === true, cidr, start, end };
 };
 
 const createArgs = args({ name: str, hwaddr: opt(str), network });
 const nameArgs = args({ name: str });
+// internal in the original (static leases for VMs on kvm0); this shape is ours
+const hostArgs = args({ bridge: str, mac: str, ip: str });
 
 export function bridgeHandlers(c: Containers): Record<string, Handler> {
-  return {
+  const h: Record<string, Handler> = {
     'bridge.create': async (raw) => {
       const a = createArgs(raw);
-      const n = a.network as { mode: string | null; nat: boolean; cidr?: string | null } | null;
-      if (n?.mode === 'dnsmasq') throw new CommandError('invalid', 'bridge network mode dnsmasq is not supported');
-      if (n?.mode === 'static' && !n.cidr) throw new CommandError('invalid', "argument 'network.settings.cidr' is missing (static mode needs it)");
-      await c.createBridge({ name: a.name, hwaddr: a.hwaddr, cidr: n?.mode ? n.cidr : null, nat: n?.nat === true });
+      const n = a.network as { mode: string | null; nat: boolean; cidr?: string | null; start?: string | null; end?: string | null } | null;
+      if (n?.mode && !n.cidr) throw new CommandError('invalid', `argument 'network.settings.cidr' is missing (${n.mode} mode needs it)`);
+      let dhcp: { start: string; end: string } | undefined;
+      if (n?.mode === 'dnsmasq') {
+        for (const k of ['start', 'end'] as const)
+          if (!n[k]) throw new CommandError('invalid', `argument 'network.settings.${k}' is missing (dnsmasq mode needs it)`);
+        dhcp = { start: n.start!, end: n.end! };
+      }
+      await c.createBridge({ name: a.name, hwaddr: a.hwaddr, cidr: n?.mode ? n.cidr : null, nat: n?.nat === true, dhcp });
       return null;
     },
     'bridge.list': () => c.listBridges(),
+    'bridge.add_host': async (raw) => {
+      const a = hostArgs(raw);
+      await c.addHost(a.bridge, a.mac, a.ip);
+      return null;
+    },
     'bridge.delete': async (raw) => {
       await c.deleteBridge(nameArgs(raw).name);
       return null;
     },
   };
+  return Object.fromEntries(Object.entries(h).map(([k, f]) => [k, withStderr(f)]));
 }

@@ -37,7 +37,8 @@ export interface ContainerStats {
   rss: number;
   vms: number;
   swap: number;
-  debug: boolean;
+  /** as in job.list: a string, empty */
+  debug: string;
   container: { arguments: CreateArgs; root: string; pid: number; starttime: number; entrypoint?: string[] };
 }
 

@@ -9,6 +9,7 @@ import { MountService } from '../../mountd';
 import { CommandError, type Place } from '../types';
 import { Cgroup, leftovers } from './cgroup';
 import { Container, type ContainerStats, type CreateArgs, readState, startTime } from './container';
+import { checkRange, type DhcpRange, Dnsmasq, sweepDnsmasq } from './dnsmasq';
 import * as net from './net';
 import { release } from './release';
 import { startContainer } from './start';
@@ -37,6 +38,8 @@ export interface ContainersOptions {
   mountDir?: string;
   /** how long an flist stays mounted after its last container (default 30 s) */
   mountGraceMs?: number;
+  /** lease and pid files of the bridges' dnsmasq (default <dataDir>-dnsmasq) */
+  dnsmasqDir?: string;
   log?: (line: string) => void;
   /** a container ended (terminated or its PID 1 exited) and is torn down */
   onExit?: (id: number) => void;
@@ -51,7 +54,10 @@ export class Containers {
   /** the default bridge is ours to remove at shutdown (the host had none) */
   private madeBridge = false;
   private readonly g8init = path.join(repoRoot(), 'dist/g8init');
-  private readonly o: Required<Omit<ContainersOptions, 'storage' | 'onExit' | 'mountDir' | 'mountGraceMs'>> & Pick<ContainersOptions, 'storage' | 'onExit'>;
+  /** dnsmasq of each bridge made with network mode dnsmasq */
+  private readonly dhcp = new Map<string, Dnsmasq>();
+  private readonly dnsmasqDir: string;
+  private readonly o: Required<Omit<ContainersOptions, 'storage' | 'onExit' | 'mountDir' | 'mountGraceMs' | 'dnsmasqDir'>> & Pick<ContainersOptions, 'storage' | 'onExit'>;
   /** the node's shared read-only flist mounts */
   readonly mounts: MountService;
 
@@ -68,6 +74,7 @@ export class Containers {
       log: opts.log ?? ((l) => process.stderr.write(`${l}\n`)),
       onExit: opts.onExit,
     };
+    this.dnsmasqDir = path.resolve(opts.dnsmasqDir ?? `${this.o.dataDir}-dnsmasq`);
     this.mounts = new MountService({
       dir: opts.mountDir ?? `${this.o.dataDir}-mounts`, cacheDir: this.o.cacheDir, graceMs: opts.mountGraceMs,
       timeoutMs: this.o.mountTimeoutMs, log: this.o.log,
@@ -92,6 +99,7 @@ export class Containers {
     for (const name of leftovers(`${this.o.instance}-c`)) {
       await new Cgroup(name, true).remove().catch((e: Error) => this.o.log(`containers: sweep: ${e.message}`));
     }
+    sweepDnsmasq(this.dnsmasqDir, this.o.log);
     // after the containers: their overlays sat on these lowers
     await this.mounts.init();
   }
@@ -152,8 +160,36 @@ export class Containers {
   // -------------------------------------------------------------------------------------------
   // bridges (bridge.*)
 
-  async createBridge(spec: net.BridgeSpec): Promise<void> {
+  /** With `dhcp`, a supervised dnsmasq serves that range on the bridge; no bridge is left if it cannot start. */
+  async createBridge(spec: net.BridgeSpec & { dhcp?: DhcpRange }): Promise<void> {
+    const netmask = spec.dhcp ? checkRange(spec.cidr ?? '', spec.dhcp) : undefined;
+    if (spec.dhcp && this.dhcp.has(spec.name)) bad(`a link named '${spec.name}' already exists`);
     await net.createBridge(spec).catch((e: Error) => bad(e.message));
+    if (!spec.dhcp) return;
+    const d = new Dnsmasq(spec.name, this.dnsmasqDir, { ...spec.dhcp, netmask: netmask! }, this.o.log);
+    try {
+      await d.start();
+    } catch (e) {
+      await d.stop();
+      await net.deleteBridge(spec.name).catch((x: Error) => this.o.log(`bridge ${spec.name}: ${x.message}`));
+      throw e;
+    }
+    this.dhcp.set(spec.name, d);
+  }
+
+  /** bridge.add_host: a static DHCP lease on a dnsmasq bridge. */
+  async addHost(name: string, mac: string, ip: string): Promise<void> {
+    const d = this.dhcp.get(name);
+    if (!d) throw new CommandError('not_found', `no dnsmasq bridge named '${name}'`);
+    const cidr = await net.bridgeAddress(name);
+    if (!cidr) throw new CommandError('not_found', `bridge '${name}' has no IPv4 address`);
+    d.addHost(mac, ip, net.cidrText(cidr));
+  }
+
+  /** The pid of a bridge's dnsmasq and its lease file (tests, info). */
+  dnsmasq(name: string): { pid?: number; leases: string } | undefined {
+    const d = this.dhcp.get(name);
+    return d && { pid: d.pid, leases: d.leases };
   }
 
   listBridges(): Promise<string[]> {
@@ -166,6 +202,8 @@ export class Containers {
       (c.args.nics ?? []).some((n) => (n.type === 'default' ? this.o.bridge : n.id) === name) && !c.args.host_network,
     );
     if (users.length) bad(`bridge '${name}' is in use by container ${users.map((c) => c.id).join(', ')}`);
+    await this.dhcp.get(name)?.stop();
+    this.dhcp.delete(name);
     await net.deleteBridge(name);
   }
 
@@ -192,7 +230,7 @@ export class Containers {
     const cpu = now > c.cpuMark.at ? ((s.cpuNs - c.cpuMark.ns) / ((now - c.cpuMark.at) * 1e6)) * 100 : 0;
     c.cpuMark = { ns: s.cpuNs, at: now };
     return {
-      cpu: Math.max(0, Math.round(cpu * 100) / 100), rss: s.rss, vms: s.memory, swap: s.swap, debug: false,
+      cpu: Math.max(0, Math.round(cpu * 100) / 100), rss: s.rss, vms: s.memory, swap: s.swap, debug: '',
       container: { arguments: c.args, root: c.root, pid: c.pid1, starttime: c.starttime, ...(c.entrypoint ? { entrypoint: c.entrypoint } : {}) },
     };
   }
@@ -252,6 +290,9 @@ export class Containers {
     await Promise.allSettled([...this.creating]);
     await Promise.all([...this.table.values()].map((c) => this.end(c)));
     await this.mounts.shutdown();
+    // bridges outlive the agent (as before); their DHCP servers are its processes and do not
+    await Promise.all([...this.dhcp.values()].map((d) => d.stop()));
+    this.dhcp.clear();
     if (this.madeBridge) await net.deleteBridge(this.o.bridge).catch((e: Error) => this.o.log(`containers: removing bridge ${this.o.bridge}: ${e.message}`));
   }
 

@@ -33,13 +33,13 @@ export interface Cidr {
   prefix: number;
 }
 
-const ipNum = (s: string): number | undefined => {
+export const ipNum = (s: string): number | undefined => {
   const p = s.split('.');
   if (p.length !== 4 || p.some((x) => !/^\d{1,3}$/.test(x) || Number(x) > 255)) return undefined;
   return p.reduce((a, x) => a * 256 + Number(x), 0);
 };
 export const ipText = (n: number): string => [24, 16, 8, 0].map((s) => (n >>> s) & 255).join('.');
-const mask = (prefix: number): number => (prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0);
+export const mask = (prefix: number): number => (prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0);
 const network = (c: Cidr): number => (c.ip & mask(c.prefix)) >>> 0;
 
 export function parseCidr(s: string): Cidr {

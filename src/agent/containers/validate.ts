@@ -67,7 +67,7 @@ export function validate(a: CreateArgs, o: { bridge: string; storage?: string })
   const tags = a.tags == null ? [] : Array.isArray(a.tags) ? a.tags : [a.tags];
   return {
     args: {
-      root: a.root, mount: a.mount ?? null, host_network: hostNetwork, nics: a.nics ?? [], port: a.port ?? null,
+      root: a.root, mount: a.mount ?? null, host_network: hostNetwork, nics: a.nics ?? [], port: a.port ? Object.fromEntries(ports.map(([h, g]) => [String(h), g])) : null,
       privileged: a.privileged === true, hostname: a.hostname ?? null, storage: a.storage ?? null, tags: a.tags ?? null,
       ...(a.cgroups ? { cgroups: a.cgroups } : {}),
     },
