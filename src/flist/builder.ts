@@ -126,7 +126,7 @@ export async function buildFromTar(input: Readable, opts: BuildOptions): Promise
     const counted = new Transform({
       transform(chunk: Buffer, _enc, cb) {
         tarBytes += chunk.length;
-        if (tarBytes > cap) cb(new BuildError(`archive expands to more than ${opts.maxExpandedBytes} bytes (the limit)`));
+        if (tarBytes > cap) cb(new BuildError(`archive expands to more than ${opts.maxExpandedBytes} bytes (the limit)`, 'too_large'));
         else cb(null, chunk);
       },
     });

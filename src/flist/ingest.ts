@@ -1,5 +1,6 @@
 // The core every builder shares: chunking file contents into 512 KiB blocks, encoding them in
 // a worker pool, writing the ones the store lacks, enforcing size caps, and the statistics.
+import { type ErrorKind, G8osError } from '../errors';
 import { putMissing } from '../store';
 import { DirStore } from '../store/dir';
 import type { BlockStore } from '../store/types';
@@ -9,10 +10,10 @@ import { countEntries } from './stats';
 import { Tree } from './tree';
 import { BLOCK_SIZE, type BlockRef, type Entry } from './types';
 
-export class BuildError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'BuildError';
+/** The archive or tree cannot be built (the input's fault); over a size cap it is too_large. */
+export class BuildError extends G8osError {
+  constructor(message: string, kind: ErrorKind = 'invalid') {
+    super(kind, message);
   }
 }
 
@@ -142,11 +143,11 @@ export class Ingest {
   /** Enforce the member and size caps as entries arrive (before their data is read). */
   count(e: Entry): void {
     this.entries++;
-    if (this.opts.maxEntries && this.entries > this.opts.maxEntries) throw new BuildError(`archive has more than ${this.opts.maxEntries} members`);
+    if (this.opts.maxEntries && this.entries > this.opts.maxEntries) throw new BuildError(`archive has more than ${this.opts.maxEntries} members`, 'too_large');
     if (e.kind !== 'file') return;
     this.expanded += e.size;
     if (this.opts.maxExpandedBytes !== undefined && this.expanded > this.opts.maxExpandedBytes) {
-      throw new BuildError(`archive expands to more than ${this.opts.maxExpandedBytes} bytes (the limit)`);
+      throw new BuildError(`archive expands to more than ${this.opts.maxExpandedBytes} bytes (the limit)`, 'too_large');
     }
   }
 
