@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fileContent } from '../src/flist/content';
 import { openGen2 } from '../src/flist/reader';
 import { S_IFMT, type Entry } from '../src/flist/types';
-import { convertImage, ImageError } from '../src/hub/oci';
+import { convertImage, ImageError } from '../src/flist/oci';
 import { openStore } from '../src/store';
 import type { BlockStore } from '../src/store/types';
 import { g8os } from './helpers/cli';

@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { storeFromBackend } from '../src/flist/backend';
-import { Jobs } from '../src/hub/jobs';
+import { Jobs } from '../src/hub/progress';
 import { fileContent } from '../src/flist/content';
 import { openGen2 } from '../src/flist/reader';
 import type { Entry } from '../src/flist/types';

@@ -1,6 +1,4 @@
 // `g8os flist …`: build, inspect, read, check and merge flists.
-import fs from 'node:fs';
-import path from 'node:path';
 import { Command } from 'commander';
 import type { BlockStore } from '../store/types';
 // Heavier modules are loaded inside the verbs that need them, to keep start-up short.
@@ -193,7 +191,8 @@ export function flistCommand(): Command {
     .action(async (file: string, key: string | undefined, value: string | undefined, o: { json?: boolean }) => {
       if (value !== undefined) {
         if (/^https?:\/\//i.test(file)) throw new UsageError(`${file}: cannot change the metadata of a remote flist; download it first`);
-        return setMetadata(file, key!, value);
+        const { setMetadata } = await import('../flist/metadata');
+        return setMetadata(file, key!, value === '-' ? null : value);
       }
       await withFlist(file, (r) => {
         const m = r.metadata();
@@ -215,7 +214,9 @@ export function flistCommand(): Command {
       withFlist(file, async (r) => {
         const store = await storeFor(r, o.store, file);
         try {
-          const result = await checkBlocks(r, store);
+          const { checkFlist } = await import('../flist/check');
+          const { blocks, ok, missing, corrupt, problems } = await checkFlist(r, store, { verify: true });
+          const result = { blocks, ok, missing, corrupt, problems };
           if (o.json) printJson(result);
           else {
             for (const p of result.problems) process.stderr.write(`${p}\n`);
@@ -266,69 +267,4 @@ export function flistCommand(): Command {
     });
 
   return cmd;
-}
-
-/** Fetch every distinct block once and verify it (bounded parallelism). */
-export async function checkBlocks(r: FlistReader, store: BlockStore, concurrency = 8): Promise<{
-  blocks: number; ok: number; missing: number; corrupt: number; problems: string[];
-}> {
-  const unique = new Map<string, { ref: NonNullable<Entry['blocks']>[number]; path: string }>();
-  for (const e of r.walk()) {
-    if (e.kind !== 'file') continue;
-    for (const b of e.blocks ?? []) if (!unique.has(b.id.toString('hex'))) unique.set(b.id.toString('hex'), { ref: b, path: e.path });
-  }
-  const { fetchBlock } = await import('../flist/content');
-  const result = { blocks: unique.size, ok: 0, missing: 0, corrupt: 0, problems: [] as string[] };
-  const items = [...unique.values()];
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const { ref, path: p } = items[next++];
-      try {
-        await fetchBlock(store, ref, r.format, `/${p}`);
-        result.ok++;
-      } catch (e) {
-        if ((e as Error).name === 'MissingBlockError') result.missing++;
-        else if ((e as Error).name === 'CorruptBlockError' || /corrupt block/.test((e as Error).message)) result.corrupt++;
-        else throw e;
-        if (result.problems.length < 100) result.problems.push((e as Error).message);
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: concurrency }, worker));
-  return result;
-}
-
-/** Set (or with "-" delete) one metadata key, rewriting the flist atomically. */
-async function setMetadata(file: string, key: string, value: string): Promise<void> {
-  const { default: Database } = await import('better-sqlite3');
-  const { DB_NAME, detectContainer, extractDb, packFlist } = await import('../flist/archive');
-  const kind = await detectContainer(file);
-  const apply = (dbFile: string): void => {
-    const db = new Database(dbFile, { fileMustExist: true });
-    try {
-      db.exec('CREATE TABLE IF NOT EXISTS metadata (key VARCHAR(64) PRIMARY KEY, value TEXT)');
-      if (value === '-') db.prepare('DELETE FROM metadata WHERE key = ?').run(key);
-      else db.prepare('INSERT OR REPLACE INTO metadata (key, value) VALUES (?, ?)').run(key, value);
-    } finally {
-      db.close();
-    }
-  };
-  if (kind === 'sqlite' || kind === 'directory') {
-    const dbFile = kind === 'sqlite' ? file : path.join(file, DB_NAME);
-    if (kind === 'sqlite') {
-      const probe = new Database(dbFile, { readonly: true });
-      const gen3 = probe.prepare("SELECT 1 FROM sqlite_master WHERE name='inode'").get();
-      probe.close();
-      if (gen3) throw new UsageError(`${file} is a generation-3 flist; its metadata is read-only here`);
-    }
-    return apply(dbFile);
-  }
-  const x = await extractDb(file);
-  try {
-    apply(x.db);
-    await packFlist(x.db, file, { router: x.router });
-  } finally {
-    if (x.tempDir) await fs.promises.rm(x.tempDir, { recursive: true, force: true });
-  }
 }

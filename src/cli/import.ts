@@ -76,7 +76,7 @@ async function importToHub(image: string, o: ImportOptions, size: number): Promi
 async function importLocal(image: string, o: ImportOptions): Promise<void> {
   if (!o.store) throw new UsageError('--local needs --store <url> for the blocks');
   const [{ openStore }, { convertImage }, { writeFlist }, { backendFor }, { flistName }] = await Promise.all([
-    import('../store'), import('../hub/oci'), import('../flist/writer'), import('../flist/backend'), import('../hub/registry'),
+    import('../store'), import('../flist/oci'), import('../flist/writer'), import('../flist/backend'), import('../hub/registry'),
   ]);
   const wanted = o.name ? flistName(o.name) : undefined;
   const store = await openStore(o.store, { token: o.token });

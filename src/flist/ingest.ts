@@ -1,6 +1,6 @@
 // The core every builder shares: chunking file contents into 512 KiB blocks, encoding them in
 // a worker pool, writing the ones the store lacks, enforcing size caps, and the statistics.
-import { G8osError } from '../errors';
+import { type ErrorKind, G8osError } from '../errors';
 import { putMissing } from '../store';
 import { DirStore } from '../store/dir';
 import type { BlockStore } from '../store/types';
@@ -10,9 +10,9 @@ import { countEntries } from './stats';
 import { Tree } from './tree';
 import { BLOCK_SIZE, type BlockRef, type Entry } from './types';
 
-/** Bad build input: `invalid`, or `too_large` when over a configured cap. */
+/** The archive or tree cannot be built (the input's fault); over a size cap it is too_large. */
 export class BuildError extends G8osError {
-  constructor(message: string, kind: 'invalid' | 'too_large' = 'invalid') {
+  constructor(message: string, kind: ErrorKind = 'invalid') {
     super(kind, message);
   }
 }

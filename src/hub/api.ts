@@ -1,152 +1,62 @@
-// The 0-hub JSON API (hub-api.md §6, §7): public listings, inspection and downloads here,
-// the authenticated /api/flist/me routes in ./me.ts. Upload routes live in ./upload.ts.
-import fs from 'node:fs';
+// The 0-hub JSON API (hub-api.md §6, §7): public listings and inspection here; the
+// authenticated /api/flist/me routes in ./me.ts, uploads in ./upload.ts and ./docker.ts,
+// downloads in ./downloads.ts.
 import type net from 'node:net';
-import type { NextFunction, Request, Response } from 'express';
-import { type Hub, route, sendJson } from './app';
-import { meRoutes } from './me';
-import { checkName, flistName, HubError, splitTarget, type Registry, type RegistryEntry } from './registry';
+import { type Request, Router } from 'express';
+import { invalid, notFound, unauthorized } from '../errors';
+import { errorAnswer, route, sendJson } from './http';
 import {
   allNames, cleanTarget, contentsDump, findEntry, findFlist, infoObject, knownUser, linkText, metadataOf, repoListing, tagListing,
-} from './views';
+} from './listings';
+import { checkName, flistName, type Registry } from './registry';
 
 type Params = Record<string, string>;
 
-/** Like app.ts route(), for handlers that may pass the request on with next(). */
-const passable =
-  (fn: (req: Request<Params>, res: Response, next: NextFunction) => Promise<void>) =>
-  (req: Request<Params>, res: Response, next: NextFunction): void => {
-    fn(req, res, next).catch(next);
-  };
+export interface ApiDeps {
+  registry: Registry;
+  publicUrl: string;
+}
 
-export function apiRoutes(hub: Hub): void {
-  const { app, registry: reg } = hub;
-  meRoutes(hub);
+export function apiRouter({ registry: reg, publicUrl }: ApiDeps): Router {
+  const app = Router();
+  // /api/flist/me/... is the caller's own repository (./me.ts), never a user named "me"
+  app.use('/flist/me', (_req, _res, next) => next('router'));
 
-  app.get('/api/flist', (_req, res) => sendJson(res, 200, allNames(reg)));
-  app.get('/api/repositories', (_req, res) => sendJson(res, 200, reg.users()));
-  app.get('/api/fileslist', (_req, res) => {
+  app.get('/flist', (_req, res) => sendJson(res, 200, allNames(reg)));
+  app.get('/repositories', (_req, res) => sendJson(res, 200, reg.users()));
+  app.get('/fileslist', (_req, res) => {
     const out: Record<string, unknown> = {};
     for (const u of reg.users()) out[u.name] = repoListing(reg, u.name);
     sendJson(res, 200, out);
   });
-  app.get('/api/flist/:user', route((req: Request<Params>, res) => {
+  app.get('/flist/:user', route((req: Request<Params>, res) => {
     sendJson(res, 200, repoListing(reg, knownUser(reg, req.params.user)));
   }));
-  app.get('/api/flist/:user/tags/:tag', route((req: Request<Params>, res) => {
+  app.get('/flist/:user/tags/:tag', route((req: Request<Params>, res) => {
     const user = knownUser(reg, req.params.user);
     const tag = checkName(req.params.tag, 'tag name');
-    if (!reg.tagExists(user, tag)) throw new HubError(404, 'tag not found');
+    if (!reg.tagExists(user, tag)) throw notFound('tag not found');
     sendJson(res, 200, tagListing(reg, user, tag));
   }));
-  app.get('/api/flist/:user/:flist', route(async (req: Request<Params>, res) => {
+  app.get('/flist/:user/:flist', route(async (req: Request<Params>, res) => {
     sendJson(res, 200, await contentsDump(reg, findFlist(reg, req.params.user, req.params.flist)));
   }));
-  app.get('/api/flist/:user/:flist/light', route((req: Request<Params>, res) => {
+  app.get('/flist/:user/:flist/light', route((req: Request<Params>, res) => {
     sendJson(res, 200, infoObject(reg, findEntry(reg, req.params.user, req.params.flist)));
   }));
-  app.get('/api/flist/:user/:flist/metadata', route(async (req: Request<Params>, res) => {
-    sendJson(res, 200, await metadataOf(reg, findFlist(reg, req.params.user, req.params.flist), hub.config.publicUrl));
+  app.get('/flist/:user/:flist/metadata', route(async (req: Request<Params>, res) => {
+    sendJson(res, 200, await metadataOf(reg, findFlist(reg, req.params.user, req.params.flist), publicUrl));
   }));
   // A crosstag link is stored without ".flist" (the reference looked the name up raw).
-  app.get('/api/flist/:user/:flist/taglink', route((req: Request<Params>, res) => {
+  app.get('/flist/:user/:flist/taglink', route((req: Request<Params>, res) => {
     const user = knownUser(reg, req.params.user);
     const raw = flistName(req.params.flist).slice(0, -'.flist'.length);
     const e = reg.entry(user, checkName(raw, 'link name')) ?? reg.entry(user, `${raw}.flist`);
-    if (!e) throw new HubError(404, 'source not found');
-    if (e.kind !== 'crosstag') throw new HubError(401, 'could not read tag link');
+    if (!e) throw notFound('source not found');
+    if (e.kind !== 'crosstag') throw unauthorized('could not read tag link');
     sendJson(res, 200, { target: cleanTarget(linkText(e)) });
   }));
-
-  // Downloads and descriptions: /<user>/<file>, /<user>/tags/<tag>/<file>, and through a
-  // crosstag link /<user>/<link>/<file> (the path the reference's on-disk layout resolved).
-  app.get('/:user/tags/:tag/:file', passable(async (req, res, next) => {
-    const file = parseFile(req.params.file);
-    if (!file) return next();
-    const user = knownUser(reg, req.params.user);
-    const tag = checkName(req.params.tag, 'tag name');
-    const t = reg.tagEntry(user, tag, flistName(file.name));
-    const e = t && reg.resolve(...splitTarget(t.target));
-    if (!e) throw new HubError(404, 'source not found');
-    await serve(hub, req, res, file.kind, `${user}/tags/${tag}`, flistName(file.name), e);
-  }));
-  app.get('/:user/:link/:file', passable(async (req, res, next) => {
-    const file = parseFile(req.params.file);
-    if (!file) return next();
-    const user = knownUser(reg, req.params.user);
-    const e = reg.resolveCrosstag(user, checkName(req.params.link, 'link name'), flistName(file.name));
-    if (!e) throw new HubError(404, 'source not found');
-    await serve(hub, req, res, file.kind, `${user}/${req.params.link}`, flistName(file.name), e);
-  }));
-  app.get('/:user/:file', passable(async (req, res, next) => {
-    const file = parseFile(req.params.file);
-    if (!file) return next();
-    const e = findFlist(reg, req.params.user, file.name);
-    await serve(hub, req, res, file.kind, req.params.user, flistName(file.name), e);
-  }));
-}
-
-type FileKind = 'flist' | 'md5' | 'json' | 'txt';
-
-/** "<name>.flist" and friends → the flist name and what to send; undefined = not ours. */
-function parseFile(file: string): { name: string; kind: FileKind } | undefined {
-  for (const [suffix, kind] of [['.flist.md5', 'md5'], ['.flist', 'flist'], ['.json', 'json'], ['.txt', 'txt']] as const) {
-    if (file.endsWith(suffix) && file.length > suffix.length) {
-      return { name: kind === 'md5' ? file.slice(0, -'.md5'.length) : kind === 'flist' ? file : file.slice(0, -suffix.length), kind };
-    }
-  }
-  return undefined;
-}
-
-async function serve(hub: Hub, req: Request, res: Response, kind: FileKind, where: string, name: string, e: RegistryEntry): Promise<void> {
-  const source = `${hub.config.publicUrl}/${where}/${name}`;
-  const storage = hub.config.publicUrl;
-  if (kind === 'md5') {
-    res.status(200).type('text/plain').end(`${e.md5}\n`);
-  } else if (kind === 'json') {
-    sendJson(res, 200, { flist: name, uploader: where.split('/')[0], source, storage, checksum: e.md5 });
-  } else if (kind === 'txt') {
-    const lines = [`File:     ${name}`, `Uploader: ${where.split('/')[0]}`, `Source:   ${source}`, `Storage:  ${storage}`, `Checksum: ${e.md5}`];
-    res.status(200).type('text/plain').end(`${lines.join('\n')}\n`);
-  } else {
-    await sendFlist(hub.registry, req, res, e);
-  }
-}
-
-/** The flist bytes, with the md5 as ETag (conditional GETs answer 304). */
-async function sendFlist(reg: Registry, req: Request, res: Response, e: RegistryEntry): Promise<void> {
-  const etag = `"${e.md5}"`;
-  let fh: fs.promises.FileHandle;
-  try {
-    fh = await fs.promises.open(reg.filePath(e.file!), 'r');
-  } catch {
-    throw new HubError(404, 'source not found'); // deleted between lookup and open
-  }
-  res.setHeader('ETag', etag);
-  res.setHeader('Cache-Control', 'no-cache');
-  const inm = req.headers['if-none-match'];
-  if (inm && inm.split(',').some((t) => t.trim() === etag || t.trim() === `W/${etag}` || t.trim() === '*')) {
-    await fh.close();
-    res.status(304).end();
-    return;
-  }
-  res.status(200);
-  res.setHeader('Content-Type', 'application/octet-stream');
-  res.setHeader('Content-Length', String(e.size));
-  if (req.method === 'HEAD') {
-    await fh.close();
-    res.end();
-    return;
-  }
-  const stream = fh.createReadStream();
-  await new Promise<void>((resolve) => {
-    stream.on('error', () => res.destroy());
-    res.on('close', () => {
-      stream.destroy();
-      resolve();
-    });
-    stream.pipe(res);
-  });
+  return app;
 }
 
 // -- INFO /api/flist/<user>/<flist> ----------------------------------------------------------
@@ -164,7 +74,7 @@ function rawResponse(status: number, body?: unknown): string {
 }
 
 /** A 'clientError' listener: serves INFO, otherwise answers as Node's default would. */
-export function infoMethod(hub: Hub) {
+export function infoMethod(registry: Registry) {
   return (err: NodeJS.ErrnoException & { rawPacket?: Buffer }, socket: net.Socket): void => {
     const busy = (socket as net.Socket & { _httpMessage?: unknown })._httpMessage;
     if (err.code === 'ECONNRESET' || !socket.writable || busy) {
@@ -181,18 +91,19 @@ export function infoMethod(hub: Hub) {
     let body: unknown;
     try {
       const m = /^\/api\/flist\/([^/?#]+)\/([^/?#]+)\/?(?:[?#].*)?$/.exec(line[1]);
-      if (!m) throw new HubError(404, 'not found');
+      if (!m) throw notFound('not found');
       const [user, flist] = [m[1], m[2]].map((s) => {
         try {
           return decodeURIComponent(s);
         } catch {
-          throw new HubError(400, 'bad percent-encoding in path');
+          throw invalid('bad percent-encoding in path');
         }
       });
-      body = infoObject(hub.registry, findEntry(hub.registry, user, flist));
+      body = infoObject(registry, findEntry(registry, user, flist));
     } catch (e) {
-      status = e instanceof HubError ? e.status : 500;
-      body = { status: 'error', message: e instanceof HubError ? e.message : 'internal error' };
+      const a = errorAnswer(e);
+      status = a.status;
+      body = { status: 'error', message: a.message };
     }
     socket.end(rawResponse(status, body));
   };

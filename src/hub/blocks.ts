@@ -2,8 +2,9 @@
 // Mount at the app root: app.use(blockRouter(store, {...})).
 import { Router, type Request, type Response } from 'express';
 import { blake2b128, hashReady } from '../flist/hash';
+import { invalid, notFound, tooLarge, unauthorized, unavailable } from '../errors';
 import { type BlockStore, StoreError } from '../store/types';
-import { HubError } from './registry';
+import { errorAnswer, sendJson } from './http';
 
 export interface BlockRouterOptions {
   /** Decides whether a PUT may write; without it every write is refused (401). */
@@ -20,17 +21,13 @@ const HEX_ID = /^[0-9a-f]{32}$/;
 const PREFIXES = ['/api/blocks', '/api/block'];
 
 
-function sendJson(res: Response, status: number, body: unknown): void {
-  res.status(status).type('application/json').end(JSON.stringify(body) + '\n');
-}
-
 /** Wraps an async handler so every failure becomes a JSON error envelope. */
 function handler(fn: (req: Request, res: Response) => Promise<void>) {
   return (req: Request, res: Response): Promise<void> =>
-    fn(req, res).catch((err: unknown) => {
-      const status = err instanceof HubError ? err.status : 500;
-      const message = err instanceof HubError || err instanceof StoreError ? err.message : 'internal error';
-      if (status === 500 && !(err instanceof StoreError)) console.error('block api:', err);
+    fn(req, res).catch((e: unknown) => {
+      const err = e instanceof StoreError ? unavailable(e.message, { cause: e }) : e;
+      const { status, message, bug } = errorAnswer(err);
+      if (bug) console.error('block api:', err);
       if (res.headersSent) {
         res.destroy();
         return;
@@ -42,19 +39,19 @@ function handler(fn: (req: Request, res: Response) => Promise<void>) {
 
 function pathId(req: Request): Buffer {
   const hex = String(req.params.id);
-  if (!HEX_ID.test(hex)) throw new HubError(400, 'invalid block id: expected 32 lowercase hex characters');
+  if (!HEX_ID.test(hex)) throw invalid('invalid block id: expected 32 lowercase hex characters');
   return Buffer.from(hex, 'hex');
 }
 
 /** Reads the request body, refusing more than `max` bytes with 413. */
 export async function readBody(req: Request, max: number): Promise<Buffer> {
   const declared = Number(req.headers['content-length']);
-  if (declared > max) throw new HubError(413, `body larger than ${max} bytes`);
+  if (declared > max) throw tooLarge(`body larger than ${max} bytes`);
   const parts: Buffer[] = [];
   let size = 0;
   for await (const chunk of req as AsyncIterable<Buffer>) {
     size += chunk.length;
-    if (size > max) throw new HubError(413, `body larger than ${max} bytes`);
+    if (size > max) throw tooLarge(`body larger than ${max} bytes`);
     parts.push(chunk);
   }
   return Buffer.concat(parts, size);
@@ -132,12 +129,12 @@ export function blockRouter(store: BlockStore, opts: BlockRouterOptions = {}): R
       try {
         ids = JSON.parse(raw.toString('utf8'));
       } catch {
-        throw new HubError(400, 'body must be a JSON array of hex block ids');
+        throw invalid('body must be a JSON array of hex block ids');
       }
-      if (!Array.isArray(ids)) throw new HubError(400, 'body must be a JSON array of hex block ids');
-      if (ids.length > MAX_EXISTS_IDS) throw new HubError(400, `at most ${MAX_EXISTS_IDS} ids per request`);
+      if (!Array.isArray(ids)) throw invalid('body must be a JSON array of hex block ids');
+      if (ids.length > MAX_EXISTS_IDS) throw invalid(`at most ${MAX_EXISTS_IDS} ids per request`);
       const bad = ids.find((x) => typeof x !== 'string' || !HEX_ID.test(x));
-      if (bad !== undefined) throw new HubError(400, `invalid block id ${JSON.stringify(bad)}: expected 32 lowercase hex characters`);
+      if (bad !== undefined) throw invalid(`invalid block id ${JSON.stringify(bad)}: expected 32 lowercase hex characters`);
       const hexes = ids as string[];
       const have = await store.exists(hexes.map((h) => Buffer.from(h, 'hex')));
       sendJson(res, 200, hexes.filter((_, i) => !have[i]));
@@ -171,21 +168,23 @@ export function blockRouter(store: BlockStore, opts: BlockRouterOptions = {}): R
       if (inm && matchesEtag(inm, etag)) {
         // Blocks are immutable: a matching tag only needs the block to still exist.
         const [have] = await store.exists([id]);
-        if (!have) throw new HubError(404, 'block not found');
+        if (!have) throw notFound('block not found');
         cacheHeaders(res, etag);
         res.status(304).end();
         return;
       }
       const data = await store.get(id);
-      if (!data) throw new HubError(404, 'block not found');
+      if (!data) throw notFound('block not found');
       cacheHeaders(res, etag);
       res.setHeader('Content-Type', 'application/octet-stream');
       const rangeHeader = req.headers.range;
       const ifRange = req.get('if-range');
       const range = rangeHeader && (!ifRange || ifRange.trim() === etag) ? parseRange(rangeHeader, data.length) : null;
       if (range === 'unsatisfiable') {
+        // a range answer, not a failure: told here (the error kinds have no 416)
         res.setHeader('Content-Range', `bytes */${data.length}`);
-        throw new HubError(416, 'range not satisfiable');
+        sendJson(res, 416, { status: 'error', message: 'range not satisfiable' });
+        return;
       }
       if (range) {
         const [start, end] = range;
@@ -203,16 +202,16 @@ export function blockRouter(store: BlockStore, opts: BlockRouterOptions = {}): R
     paths('/:id'),
     handler(async (req, res) => {
       const id = pathId(req);
-      if (opts.readonly || !store.writable) throw new HubError(400, 'readonly mode');
+      if (opts.readonly || !store.writable) throw invalid('readonly mode');
       const allowed = opts.authorize ? await opts.authorize(req) : false;
       if (!allowed) {
         res.setHeader('WWW-Authenticate', 'Bearer');
-        throw new HubError(401, req.headers.authorization ? 'not authorized to write blocks' : 'no authorization provided');
+        throw unauthorized(req.headers.authorization ? 'not authorized to write blocks' : 'no authorization provided');
       }
       const body = await readBody(req, MAX_BLOCK_BYTES);
-      if (body.length === 0) throw new HubError(400, 'empty body');
+      if (body.length === 0) throw invalid('empty body');
       await hashReady();
-      if (!blake2b128(body).equals(id)) throw new HubError(400, 'block id does not match blake2b-128 of body');
+      if (!blake2b128(body).equals(id)) throw invalid('block id does not match blake2b-128 of body');
       const [have] = await store.exists([id]);
       if (!have) await store.put(id, body);
       sendJson(res, have ? 200 : 201, { status: 'success' });

@@ -3,15 +3,16 @@
 // offset); pulling from a registry is not offered.
 import fs from 'node:fs';
 import { pipeline } from 'node:stream/promises';
-import express, { type NextFunction, type Request, type Response } from 'express';
+import express, { type NextFunction, type Request, type Response, Router } from 'express';
 import multer from 'multer';
+import { G8osError, invalid, tooLarge } from '../errors';
 import { backendFor } from '../flist/backend';
-import { BuildError } from '../flist/builder';
-import { writeFlist } from '../flist/writer';
-import { type AuthedRequest, type Hub, requireUser, route, success } from './app';
-import { type Job, jobsOf } from './jobs';
-import { convertImage, ImageError } from './oci';
-import { flistName, HubError } from './registry';
+import { convertImage } from '../flist/oci';
+import type { BlockStore } from '../store/types';
+import { type AuthedRequest, errorAnswer, route, success } from './http';
+import type { Job, Jobs } from './progress';
+import { publishTree } from './publish';
+import { flistName, type Registry } from './registry';
 
 interface Upload {
   path?: string;
@@ -22,9 +23,18 @@ interface Upload {
 
 const rm = (p: string | undefined): Promise<void> => (p ? fs.promises.rm(p, { force: true }) : Promise.resolve());
 
-export function dockerRoutes(hub: Hub): void {
-  const { registry, config } = hub;
-  const jobs = jobsOf(hub);
+export interface DockerDeps {
+  registry: Registry;
+  store: BlockStore;
+  jobs: Jobs;
+  publicUrl: string;
+  maxUpload: number;
+  maxExpanded: number;
+}
+
+/** POST /docker (mount at /api/flist/me behind requireUser). */
+export function dockerRouter(deps: DockerDeps): Router {
+  const { registry, jobs } = deps;
   const uploads = new WeakMap<Request, Upload>();
 
   const storage: multer.StorageEngine = {
@@ -42,7 +52,7 @@ export function dockerRoutes(hub: Hub): void {
       void rm(file.path).finally(() => cb(null));
     },
   };
-  const multipart = multer({ storage, limits: { fileSize: config.maxUpload, files: 1, fields: 16, fieldSize: 64 * 1024 } }).single('file');
+  const multipart = multer({ storage, limits: { fileSize: deps.maxUpload, files: 1, fields: 16, fieldSize: 64 * 1024 } }).single('file');
 
   const receive = (req: Request, res: Response, next: NextFunction): void => {
     // a job from the start, so /listen/<id> can follow the conversion (X-Job-Id as for uploads)
@@ -61,61 +71,58 @@ export function dockerRoutes(hub: Hub): void {
       job.fail('the upload ended before the image was converted'); // no-op when finished
     });
     multipart(req, res, (err?: unknown) => {
-      const refused = err ? uploadError(err as Error, config.maxUpload) : undefined;
+      const refused = err ? uploadError(err as Error, deps.maxUpload) : undefined;
       if (refused) job.fail(refused.message);
       next(refused);
     });
   };
 
-  hub.app.post(
-    '/api/flist/me/docker',
-    requireUser(hub),
+  const router = Router();
+  router.post(
+    '/docker',
     receive,
     express.urlencoded({ extended: false, limit: '64kb' }),
     express.json({ limit: '64kb' }),
     route(async (req: AuthedRequest, res) => {
       const state = uploads.get(req)!;
       state.converting = true;
-      const out = registry.tempPath('docker-flist');
       let payload: unknown;
       try {
         const body = (req.body ?? {}) as Record<string, unknown>;
         if (!req.file) {
           if (body.image !== undefined) {
-            throw new HubError(400, 'pulling images from a registry is not supported on this hub: upload a docker save or OCI layout tarball');
+            throw invalid('pulling images from a registry is not supported on this hub: upload a docker save or OCI layout tarball');
           }
-          throw new HubError(400, 'missing docker image: upload a docker save or OCI layout tarball as multipart field "file"');
+          throw invalid('missing docker image: upload a docker save or OCI layout tarball as multipart field "file"');
         }
-        if (body.name !== undefined && typeof body.name !== 'string') throw new HubError(400, 'name must be a string');
+        if (body.name !== undefined && typeof body.name !== 'string') throw invalid('name must be a string');
         const wanted = body.name ? flistName(body.name as string) : undefined;
         const image = await convertImage(req.file.path, {
-          store: hub.store, maxExpandedBytes: config.maxExpanded, tmpDir: registry.tmpDir,
+          store: deps.store, maxExpandedBytes: deps.maxExpanded, tmpDir: registry.tmpDir,
           onProgress: (message, pct) => state.job.update(message, Math.min(pct, 95)),
         });
         const name = wanted ?? flistName(image.name);
-        await writeFlist(image.tree, out, { ...image.metadata, backend: backendFor(config.publicUrl) }, { tmpDir: hub.registry.tmpDir });
-        await registry.publish(req.user!, name, out);
-        payload = { name, files: image.stats, url: `${config.publicUrl}/${req.user}/${name}`, job: state.job.id };
+        await publishTree(registry, req.user!, name, image.tree, { ...image.metadata, backend: backendFor(deps.publicUrl) });
+        payload = { name, files: image.stats, url: `${deps.publicUrl}/${req.user}/${name}`, job: state.job.id };
         state.job.update('Image ready', 100);
         state.job.finish({ status: 'success', file: name, flist: image.stats, timing: {} });
       } catch (e) {
-        const err = e instanceof ImageError || e instanceof BuildError ? new HubError(400, e.message) : e;
-        state.job.fail(err instanceof HubError ? err.message : 'internal error');
-        throw err;
+        state.job.fail(errorAnswer(e).message);
+        throw e;
       } finally {
-        await rm(out);
         await rm(state.path);
       }
       success(res, payload); // after the cleanup: a client that sees the answer sees no temp files
     }),
   );
+  return router;
 }
 
-function uploadError(err: Error, maxUpload: number): HubError {
+function uploadError(err: Error, maxUpload: number): G8osError {
   if (err instanceof multer.MulterError) {
-    if (err.code === 'LIMIT_FILE_SIZE') return new HubError(413, `upload is larger than this hub accepts (${maxUpload} bytes)`);
-    if (err.code === 'LIMIT_UNEXPECTED_FILE') return new HubError(400, `unexpected file field ${JSON.stringify(err.field)}: send the image tarball as field "file"`);
-    return new HubError(400, `bad multipart upload: ${err.message}`);
+    if (err.code === 'LIMIT_FILE_SIZE') return tooLarge(`upload is larger than this hub accepts (${maxUpload} bytes)`);
+    if (err.code === 'LIMIT_UNEXPECTED_FILE') return invalid(`unexpected file field ${JSON.stringify(err.field)}: send the image tarball as field "file"`);
+    return invalid(`bad multipart upload: ${err.message}`);
   }
-  return new HubError(400, `upload failed: ${err.message}`);
+  return invalid(`upload failed: ${err.message}`);
 }

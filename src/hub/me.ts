@@ -4,29 +4,37 @@
 // (404 for a missing source) with the reference's messages. The 401s for link conflicts are
 // kept as the reference has them, for its clients.
 import fs from 'node:fs';
-import path from 'node:path';
-import express, { type Response } from 'express';
+import { type Response, Router } from 'express';
 import multer from 'multer';
+import { G8osError, invalid, isKind, notFound, tooLarge, unauthorized } from '../errors';
 import { FlistError } from '../flist/archive';
+import { checkFlist } from '../flist/check';
 import { mergeFlists } from '../flist/merge';
 import { openGen2 } from '../flist/reader';
-import { writeFlist } from '../flist/writer';
 import type { BlockStore } from '../store/types';
-import { type AuthedRequest, type Hub, requireUser, route, sendJson, success } from './app';
 import { readBody } from './blocks';
-import { checkName, flistName, HubError, splitTarget, type Registry } from './registry';
-import { contentsDump, findEntry, findFlist, knownUser } from './views';
+import { type AuthedRequest, route, sendJson, success } from './http';
+import { contentsDump, findEntry, findFlist, knownUser } from './listings';
+import { publishTree } from './publish';
+import { checkName, flistName, splitTarget, type Registry } from './registry';
 
 type MeRequest = AuthedRequest & { params: Record<string, string> };
 
 /** Largest flist accepted by upload-flist (an flist is metadata only; 100k files ≈ 10 MB). */
 export const MAX_FLIST_UPLOAD = 1024 ** 3;
 const MAX_JSON = 1024 * 1024;
-const EXISTS_BATCH = 1000;
 
-export function meRoutes(hub: Hub): void {
-  const reg = hub.registry;
-  const r = express.Router();
+export interface MeDeps {
+  registry: Registry;
+  store: BlockStore;
+  /** largest upload body accepted, bytes */
+  maxUpload: number;
+}
+
+/** The caller's own repository; mount at /api/flist/me behind requireUser. */
+export function meRouter(deps: MeDeps): Router {
+  const reg = deps.registry;
+  const r = Router();
   const me = (req: MeRequest): string => req.user!;
   const both = (p: string, fn: (req: MeRequest, res: Response) => Promise<void> | void): void => {
     r.get(p, route(fn));
@@ -35,7 +43,7 @@ export function meRoutes(hub: Hub): void {
 
   r.get('/', route((req: MeRequest, res) => success(res, { username: me(req) })));
 
-  r.post('/upload-flist', route((req: MeRequest, res) => uploadFlist(hub, req, res)));
+  r.post('/upload-flist', route((req: MeRequest, res) => uploadFlist(deps, req, res)));
 
   r.post('/merge/:target', route(async (req: MeRequest, res) => {
     const target = flistName(req.params.target);
@@ -43,35 +51,29 @@ export function meRoutes(hub: Hub): void {
     try {
       sources = JSON.parse((await readBody(req, MAX_JSON)).toString('utf8'));
     } catch (e) {
-      if (e instanceof HubError) throw e;
-      throw new HubError(400, 'malformed json request');
+      if (e instanceof G8osError) throw e;
+      throw invalid('malformed json request');
     }
-    if (!Array.isArray(sources)) throw new HubError(400, 'malformed json request');
-    if (sources.length === 0) throw new HubError(400, 'no source found');
+    if (!Array.isArray(sources)) throw invalid('malformed json request');
+    if (sources.length === 0) throw invalid('no source found');
     const files: string[] = [];
     for (const s of sources) {
-      if (typeof s !== 'string' || s.split('/').length !== 2) throw new HubError(400, 'malformed source filename');
+      if (typeof s !== 'string' || s.split('/').length !== 2) throw invalid('malformed source filename');
       const [u, n] = s.split('/');
       let e;
       try {
         e = findFlist(reg, u, n);
       } catch (err) {
-        if (err instanceof HubError && err.status === 404) throw new HubError(404, `${s} does not exists`);
+        if (isKind(err, 'not_found')) throw notFound(`${s} does not exists`);
         throw err;
       }
       files.push(reg.filePath(e.file!));
     }
-    const tmp = reg.tempPath('merge');
-    try {
-      const { tree, metadata } = await mergeFlists(files).catch((err: unknown) => {
-        if (err instanceof FlistError) throw new HubError(400, `cannot merge: ${err.message}`);
-        throw err;
-      });
-      await writeFlist(tree, tmp, metadata, { tmpDir: reg.tmpDir });
-      await reg.publish(me(req), target, tmp);
-    } finally {
-      await fs.promises.rm(tmp, { force: true });
-    }
+    const { tree, metadata } = await mergeFlists(files).catch((err: unknown) => {
+      if (err instanceof FlistError) throw invalid(`cannot merge: ${err.message}`);
+      throw err;
+    });
+    await publishTree(reg, me(req), target, tree, metadata);
     success(res);
   }));
 
@@ -97,7 +99,7 @@ export function meRoutes(hub: Hub): void {
   both('/:linkname/crosslink/:repo/:source', (req, res) => {
     const link = flistName(req.params.linkname);
     const repo = checkName(req.params.repo, 'repository name');
-    if (!reg.userExists(repo)) throw new HubError(404, 'source repository not found');
+    if (!reg.userExists(repo)) throw notFound('source repository not found');
     const source = flistName(req.params.source);
     findFlist(reg, repo, source);
     refuseLoop(reg, repo, source, link, me(req));
@@ -108,10 +110,10 @@ export function meRoutes(hub: Hub): void {
   both('/:linkname/crosstag/:repo/:tag', (req, res) => {
     const repo = checkName(req.params.repo, 'repository name');
     const tag = checkName(req.params.tag, 'tag name');
-    if (!reg.userExists(repo) || !reg.tagExists(repo, tag)) throw new HubError(404, 'source tag not found');
-    if (req.params.linkname.endsWith('.flist')) throw new HubError(401, 'tag symlink cannot ends with .flist');
+    if (!reg.userExists(repo) || !reg.tagExists(repo, tag)) throw notFound('source tag not found');
+    if (req.params.linkname.endsWith('.flist')) throw unauthorized('tag symlink cannot ends with .flist');
     const link = checkName(req.params.linkname, 'link name');
-    if (reg.entry(me(req), `${link}.flist`)) throw new HubError(401, 'there is a .flist file with the same name existing already');
+    if (reg.entry(me(req), `${link}.flist`)) throw unauthorized('there is a .flist file with the same name existing already');
     reg.link(me(req), link, 'crosstag', `${repo}/${tag}`);
     success(res);
   });
@@ -121,7 +123,7 @@ export function meRoutes(hub: Hub): void {
     const tag = checkName(req.params.tag, 'tag name');
     const link = flistName(req.params.linkname);
     const repo = checkName(req.params.repo, 'repository name');
-    if (!reg.userExists(repo)) throw new HubError(404, 'source repository not found');
+    if (!reg.userExists(repo)) throw notFound('source repository not found');
     const source = flistName(req.params.source);
     findFlist(reg, repo, source);
     reg.setTag(me(req), tag, link, `${repo}/${source}`);
@@ -133,14 +135,14 @@ export function meRoutes(hub: Hub): void {
     const link = flistName(req.params.linkname);
     checkName(req.params.repo, 'repository name');
     flistName(req.params.source);
-    if (!reg.removeTag(me(req), tag, link)) throw new HubError(404, 'target not found on this tag');
+    if (!reg.removeTag(me(req), tag, link)) throw notFound('target not found on this tag');
     success(res);
   }));
 
   both('/:source/rename/:destination', (req, res) => {
     const source = flistName(req.params.source);
     const dest = flistName(req.params.destination);
-    if (!reg.rename(me(req), source, dest)) throw new HubError(404, 'source not found');
+    if (!reg.rename(me(req), source, dest)) throw notFound('source not found');
     success(res);
   });
 
@@ -152,18 +154,18 @@ export function meRoutes(hub: Hub): void {
     const user = knownUser(reg, me(req));
     const raw = req.params.flist;
     const crosstag = !raw.endsWith('.flist') && reg.entry(user, checkName(raw, 'link name'))?.kind === 'crosstag';
-    if (!reg.remove(user, crosstag ? raw : findEntry(reg, user, raw).name)) throw new HubError(404, 'source not found');
+    if (!reg.remove(user, crosstag ? raw : findEntry(reg, user, raw).name)) throw notFound('source not found');
     success(res);
   }));
 
-  hub.app.use('/api/flist/me', requireUser(hub), r);
+  return r;
 }
 
 /** A link at user/link → repo/source must not be on the chain it would point into. */
 function refuseLoop(reg: Registry, repo: string, source: string, link: string, user = repo): void {
   let at: [string, string] | undefined = [repo, source];
   for (let hops = 0; at && hops < 16; hops++) {
-    if (at[0] === user && at[1] === link) throw new HubError(400, `link ${link} would point at itself (through ${repo}/${source})`);
+    if (at[0] === user && at[1] === link) throw invalid(`link ${link} would point at itself (through ${repo}/${source})`);
     const e = reg.entry(...at);
     at = e?.kind === 'symlink' ? splitTarget(e.target!) : undefined;
   }
@@ -197,14 +199,14 @@ function tempStorage(reg: Registry): multer.StorageEngine {
   };
 }
 
-function multerError(e: unknown, max: number): HubError {
-  if (e instanceof HubError) return e;
+function multerError(e: unknown, max: number): Error {
+  if (e instanceof G8osError) return e;
   if (e instanceof multer.MulterError) {
-    if (e.code === 'LIMIT_FILE_SIZE') return new HubError(413, `flist larger than ${max} bytes`);
-    if (e.code === 'LIMIT_UNEXPECTED_FILE') return new HubError(400, `unexpected file field ${JSON.stringify(e.field)}: send the flist as field "file"`);
-    return new HubError(400, `bad multipart upload: ${e.message}`);
+    if (e.code === 'LIMIT_FILE_SIZE') return tooLarge(`flist larger than ${max} bytes`);
+    if (e.code === 'LIMIT_UNEXPECTED_FILE') return invalid(`unexpected file field ${JSON.stringify(e.field)}: send the flist as field "file"`);
+    return invalid(`bad multipart upload: ${e.message}`);
   }
-  return new HubError(400, `bad multipart upload: ${(e as Error).message}`);
+  return invalid(`bad multipart upload: ${(e as Error).message}`);
 }
 
 /** "../x/My App.flist" → "My_App" (0-hub sanitised upload names the same way). */
@@ -213,9 +215,9 @@ export function uploadName(original: string): string {
   return base.replace(/\.flist$/, '').replace(/[^A-Za-z0-9._+@:=,-]/g, '_').replace(/^[._]+/, '');
 }
 
-async function uploadFlist(hub: Hub, req: UploadRequest, res: Response): Promise<void> {
-  const reg = hub.registry;
-  const max = Math.min(hub.config.maxUpload, MAX_FLIST_UPLOAD);
+async function uploadFlist(deps: MeDeps, req: UploadRequest, res: Response): Promise<void> {
+  const reg = deps.registry;
+  const max = Math.min(deps.maxUpload, MAX_FLIST_UPLOAD);
   const state: UploadState = { tmpFiles: [], streams: [] };
   req.flistUpload = state;
   // A client that goes away mid-upload leaves multer waiting on the part: end it.
@@ -227,14 +229,14 @@ async function uploadFlist(hub: Hub, req: UploadRequest, res: Response): Promise
   try {
     await new Promise<void>((resolve, reject) => parse(req, res, (e: unknown) => (e ? reject(multerError(e, max)) : resolve())));
     const f = req.file;
-    if (!f) throw new HubError(400, 'no file found');
-    if (!f.originalname.endsWith('.flist')) throw new HubError(400, `this file is not allowed: ${JSON.stringify(f.originalname)} is not a .flist file`);
+    if (!f) throw invalid('no file found');
+    if (!f.originalname.endsWith('.flist')) throw invalid(`this file is not allowed: ${JSON.stringify(f.originalname)} is not a .flist file`);
     const name = uploadName(f.originalname);
-    if (!name) throw new HubError(400, `invalid flist name ${JSON.stringify(f.originalname)}`);
+    if (!name) throw invalid(`invalid flist name ${JSON.stringify(f.originalname)}`);
     const target = flistName(name);
-    const stats = await checkBlocks(hub.store, f.path, f.originalname);
+    const stats = await presentBlocks(deps.store, f.path, f.originalname);
     if (stats.missing > 0) {
-      throw new HubError(400, `unauthorized upload, contents is not fully present on backend (${stats.missing} of ${stats.blocks} blocks missing)`);
+      throw invalid(`unauthorized upload, contents is not fully present on backend (${stats.missing} of ${stats.blocks} blocks missing)`);
     }
     await reg.publish(req.user!, target, f.path);
     success(res, { name: target, files: stats });
@@ -257,48 +259,18 @@ export interface CheckStats {
 }
 
 /** Whether every block of every file is in the store (§8.2 "check"). */
-export async function checkBlocks(store: BlockStore, file: string, shownAs = path.basename(file)): Promise<CheckStats> {
+async function presentBlocks(store: BlockStore, file: string, shownAs: string): Promise<CheckStats> {
   let r;
   try {
     r = await openGen2(file);
   } catch (e) {
-    if (e instanceof FlistError) throw new HubError(400, `not a valid flist: ${e.message.replace(file, shownAs)}`);
+    if (e instanceof FlistError) throw invalid(`not a valid flist: ${e.message.replace(file, shownAs)}`);
     throw e;
   }
-  const s: CheckStats = { regular: 0, symlink: 0, directory: 0, special: 0, failure: 0, fullsize: 0, blocks: 0, missing: 0 };
   try {
-    const ids = new Map<string, Buffer>();
-    for (const e of r.walk()) {
-      if (e.kind === 'dir') s.directory++;
-      else if (e.kind === 'link') s.symlink++;
-      else if (e.kind === 'special') s.special++;
-      else {
-        s.regular++;
-        s.fullsize += e.size;
-        for (const b of e.blocks ?? []) ids.set(b.id.toString('hex'), b.id);
-      }
-    }
-    s.directory--; // the root is not an entry
-    s.blocks = ids.size;
-    const missing = new Set<string>();
-    const valid = [...ids.entries()].filter(([hex]) => {
-      if (hex.length === 32) return true;
-      missing.add(hex); // not a gen-2 storage id: cannot be in the store
-      return false;
-    });
-    for (let i = 0; i < valid.length; i += EXISTS_BATCH) {
-      const batch = valid.slice(i, i + EXISTS_BATCH);
-      const have = await store.exists(batch.map(([, id]) => id));
-      batch.forEach(([hex], j) => {
-        if (!have[j]) missing.add(hex);
-      });
-    }
-    s.missing = missing.size;
-    if (missing.size) {
-      for (const e of r.walk()) if (e.kind === 'file' && e.blocks?.some((b) => missing.has(b.id.toString('hex')))) s.failure++;
-    }
+    const { regular, symlink, directory, special, failure, fullsize, blocks, missing } = await checkFlist(r, store);
+    return { regular, symlink, directory, special, failure, fullsize, blocks, missing };
   } finally {
     r.close();
   }
-  return s;
 }

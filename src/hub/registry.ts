@@ -5,16 +5,8 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
+import { invalid, unauthorized } from '../errors';
 
-export class HubError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-  ) {
-    super(message);
-    this.name = 'HubError';
-  }
-}
 
 export type EntryKind = 'regular' | 'symlink' | 'crosstag';
 
@@ -57,7 +49,7 @@ const NAME_RE = /^[A-Za-z0-9_][A-Za-z0-9._+@:=,-]{0,254}$/;
 /** A user, flist, link or tag name: one path component, no "..", no leading dot, no NUL. */
 export function checkName(name: string, what = 'name'): string {
   if (!NAME_RE.test(name) || name.includes('..')) {
-    throw new HubError(400, `invalid ${what} ${JSON.stringify(name)}: use letters, digits and . _ - + @ : = , (no "/", no "..", no leading dot)`);
+    throw invalid(`invalid ${what} ${JSON.stringify(name)}: use letters, digits and . _ - + @ : = , (no "/", no "..", no leading dot)`);
   }
   return name;
 }
@@ -183,7 +175,7 @@ export class Registry {
   link(user: string, name: string, kind: 'symlink' | 'crosstag', target: string): RegistryEntry {
     const e: RegistryEntry = { user, name, kind, file: null, size: null, md5: null, target, updated: now() };
     this.db.transaction(() => {
-      if (this.entry(user, name)?.kind === 'regular') throw new HubError(401, 'link destination is already a file');
+      if (this.entry(user, name)?.kind === 'regular') throw unauthorized('link destination is already a file'); // (sic) the reference's 401
       this.putEntry(e);
     })();
     return e;

@@ -1,19 +1,20 @@
 // Tarball uploads that become flists (hub-api.md §7 upload, §8.1): the multipart body is
 // streamed through the flist builder as it arrives (no extraction, no copy on disk), only
 // missing blocks are written, and the flist is published atomically once everything worked.
-import fs from 'node:fs';
 import { PassThrough } from 'node:stream';
-import type { NextFunction, Request, Response } from 'express';
+import { type NextFunction, type Request, type Response, Router } from 'express';
 import multer from 'multer';
+import { conflict, G8osError, invalid, isKind, tooLarge, unavailable } from '../errors';
 import { backendFor } from '../flist/backend';
 import { BuildError, buildFromTar, type BuildStats } from '../flist/builder';
 import { fileContent } from '../flist/content';
 import type { Tree } from '../flist/tree';
-import { writeFlist } from '../flist/writer';
 import { StoreError } from '../store/types';
-import { type AuthedRequest, type Hub, requireUser, route, success } from './app';
-import { type Job, jobsOf } from './jobs';
-import { flistName, HubError } from './registry';
+import type { BlockStore } from '../store/types';
+import { type AuthedRequest, errorAnswer, route, success } from './http';
+import { type Job, type Jobs } from './progress';
+import { publishTree } from './publish';
+import { flistName, type Registry } from './registry';
 
 const SUFFIXES = ['.tar.gz', '.tgz', '.tar'];
 /** Metadata the hub sets itself or that only image imports may carry (flist-format.md §9). */
@@ -29,33 +30,44 @@ const TRANSFER_SHARE = 90;
 
 export type UploadStats = Pick<BuildStats, (typeof FILE_STATS)[number]>;
 
+export interface UploadDeps {
+  registry: Registry;
+  store: BlockStore;
+  jobs: Jobs;
+  /** the hub's base URL (links, backend metadata) */
+  publicUrl: string;
+  maxUpload: number;
+  maxExpanded: number;
+}
+
 /** One upload request's state, from its first byte to its answer. */
 class Upload {
   name?: string;
   /** how the name was chosen, to detect a `name` field arriving after the file */
   nameFrom?: 'header' | 'field' | 'file';
   result?: { tree: Tree; stats: BuildStats };
-  tmp?: string;
-  failure?: HubError;
+  failure?: G8osError;
+  /** whether the file part starts as gzip data does (for a .tar.gz that is not) */
+  gzipped?: boolean;
   private input?: PassThrough;
   private build?: Promise<unknown>;
   private unlock?: () => void;
 
   constructor(
-    readonly hub: Hub,
+    readonly deps: UploadDeps,
     readonly user: string,
     readonly job: Job,
   ) {}
 
   /** Stop the build (client gone, size limit): nothing gets published after this. */
-  abort(why: HubError): void {
+  abort(why: G8osError): void {
     this.failure ??= why;
     this.input?.destroy(why);
   }
 
   lock(locks: Set<string>, name: string): void {
     const key = `${this.user}/${name}`;
-    if (locks.has(key)) throw new HubError(409, `an upload of ${name} is already in progress`);
+    if (locks.has(key)) throw conflict(`an upload of ${name} is already in progress`);
     locks.add(key);
     this.unlock = () => locks.delete(key);
   }
@@ -66,8 +78,11 @@ class Upload {
     // make multer answer before the build has released its workers. A pipe keeps it streaming.
     const input = new PassThrough();
     this.input = input;
+    file.stream.once('data', (chunk: Buffer) => {
+      this.gzipped = chunk[0] === 0x1f && (chunk.length < 2 || chunk[1] === 0x8b);
+    });
     file.stream.on('error', (e) => input.destroy(e));
-    file.stream.on('limit', () => this.abort(tooLarge(this.hub)));
+    file.stream.on('limit', () => this.abort(overMaxUpload(this.deps.maxUpload)));
     file.stream.pipe(input);
     if (this.failure) input.destroy(this.failure);
 
@@ -85,8 +100,8 @@ class Upload {
     req.on('data', onData);
     let warnings = 0;
     const build = buildFromTar(input, {
-      store: this.hub.store,
-      maxExpandedBytes: this.hub.config.maxExpanded,
+      store: this.deps.store,
+      maxExpandedBytes: this.deps.maxExpanded,
       // skipped members and the like: shown to listeners, a few only (an archive may have thousands)
       onWarning: (m) => warnings++ < MAX_WARNINGS && this.job.update(warnings === MAX_WARNINGS ? `warning: ${m} (further warnings not shown)` : `warning: ${m}`),
     }).finally(() => {
@@ -100,39 +115,35 @@ class Upload {
         this.result = r;
       },
       (e: unknown) => {
-        throw this.failure ?? buildFailure(e, file.originalname, this.hub);
+        throw this.failure ?? buildFailure(e, file.originalname, this.deps.maxExpanded, this.gzipped);
       },
     );
   }
 
-  /** Wait for the build to stop, remove temp files, release the name. Idempotent. */
+  /** Wait for the build to stop, release the name. Idempotent. */
   async end(): Promise<void> {
     await this.build;
-    if (this.tmp) await fs.promises.rm(this.tmp, { force: true });
-    this.tmp = undefined;
     this.unlock?.();
     this.unlock = undefined;
   }
 }
 
-const tooLarge = (hub: Hub): HubError => new HubError(413, `upload is larger than this hub accepts (--max-upload ${hub.config.maxUpload} bytes)`);
+const overMaxUpload = (maxUpload: number): G8osError => tooLarge(`upload is larger than this hub accepts (--max-upload ${maxUpload} bytes)`);
 
 function mib(n: number): string {
   return `${(n / 1048576).toFixed(1)} MiB`;
 }
 
-function buildFailure(e: unknown, file: string, hub: Hub): HubError {
-  if (e instanceof HubError) return e;
+function buildFailure(e: unknown, file: string, maxExpanded: number, gzipped: boolean | undefined): G8osError {
   if (e instanceof BuildError) {
-    if (/expands to more than/.test(e.message)) {
-      return new HubError(413, `${file}: archive expands to more than ${hub.config.maxExpanded} bytes (the hub's --max-expanded limit)`);
-    }
-    const gz = /\.(tar\.gz|tgz)$/i.test(file) && /^not a tar archive/.test(e.message);
-    return new HubError(400, `${file}: ${e.message}${gz ? ' (and not gzip data either)' : ''}`);
+    if (isKind(e, 'too_large')) return tooLarge(`${file}: archive expands to more than ${maxExpanded} bytes (the hub's --max-expanded limit)`);
+    const notGzip = gzipped === false && /\.(tar\.gz|tgz)$/i.test(file);
+    return invalid(`${file}: ${e.message}${notGzip ? ' (and not gzip data either)' : ''}`);
   }
-  if (e instanceof StoreError) return new HubError(500, `cannot store blocks: ${e.message}`);
+  if (e instanceof G8osError) return e;
+  if (e instanceof StoreError) return unavailable(`cannot store blocks: ${e.message}`);
   // busboy: the multipart body itself is broken (cut short, bad boundary)
-  return new HubError(400, `malformed upload: ${(e as Error).message}`);
+  return invalid(`malformed upload: ${(e as Error).message}`);
 }
 
 /** The archive suffix of a file name, or undefined when it is not one we take. */
@@ -168,9 +179,9 @@ class TarStorage implements multer.StorageEngine {
       file.stream.resume();
       cb(e);
     };
-    if (!up) return refuse(new HubError(500, 'upload state missing'));
+    if (!up) return refuse(new G8osError('internal', 'upload state missing'));
     if (!archiveSuffix(file.originalname)) {
-      return refuse(new HubError(400, `this file is not allowed: ${JSON.stringify(file.originalname)} is not a .tar, .tar.gz or .tgz archive`));
+      return refuse(invalid(`this file is not allowed: ${JSON.stringify(file.originalname)} is not a .tar, .tar.gz or .tgz archive`));
     }
     try {
       const { name, from } = chooseName(req, file.originalname);
@@ -194,18 +205,19 @@ class TarStorage implements multer.StorageEngine {
 
 const uploads = new WeakMap<Request, Upload>();
 
-export function uploadRoutes(hub: Hub): void {
-  const jobs = jobsOf(hub);
+/** POST /upload (mount at /api/flist/me behind requireUser). */
+export function uploadRouter(deps: UploadDeps): Router {
+  const { jobs, registry } = deps;
   const locks = new Set<string>();
   const parse = multer({
     storage: new TarStorage(locks),
-    limits: { fileSize: hub.config.maxUpload, files: 1, parts: FIELD_LIMITS.fields + 1, ...FIELD_LIMITS },
+    limits: { fileSize: deps.maxUpload, files: 1, parts: FIELD_LIMITS.fields + 1, ...FIELD_LIMITS },
   }).single('file');
 
   const begin = (req: AuthedRequest, res: Response, next: NextFunction): void => {
     const length = Number(req.headers['content-length']);
-    if (length > hub.config.maxUpload + FRAMING) {
-      return next(new HubError(413, `upload of ${length} bytes is larger than this hub accepts (--max-upload ${hub.config.maxUpload} bytes)`));
+    if (length > deps.maxUpload + FRAMING) {
+      return next(tooLarge(`upload of ${length} bytes is larger than this hub accepts (--max-upload ${deps.maxUpload} bytes)`));
     }
     let job: Job;
     try {
@@ -213,10 +225,10 @@ export function uploadRoutes(hub: Hub): void {
     } catch (e) {
       return next(e);
     }
-    const up = new Upload(hub, req.user!, job);
+    const up = new Upload(deps, req.user!, job);
     uploads.set(req, up);
     res.on('close', () => {
-      if (!res.writableFinished) up.abort(new HubError(400, 'client disconnected'));
+      if (!res.writableFinished) up.abort(invalid('client disconnected'));
     });
     next();
   };
@@ -224,28 +236,28 @@ export function uploadRoutes(hub: Hub): void {
   const publish = route(async (req: AuthedRequest, res: Response) => {
     const up = uploads.get(req)!;
     try {
-      if (!up.result) throw new HubError(400, 'no file found: send the archive as multipart/form-data field "file"');
+      if (!up.result) throw invalid('no file found: send the archive as multipart/form-data field "file"');
       const body = (req.body ?? {}) as Record<string, unknown>;
       if (up.nameFrom === 'file' && typeof body.name === 'string' && body.name !== '' && flistName(stripSuffix(body.name)) !== up.name) {
-        throw new HubError(400, 'the "name" field must come before the "file" part of the form');
+        throw invalid('the "name" field must come before the "file" part of the form');
       }
       const { tree, stats } = up.result;
       const metadata = userMetadata(body);
-      const readme = await readReadme(hub, tree, up.job);
+      const readme = await readReadme(deps.store, tree, up.job);
       if (readme !== undefined) metadata.readme = JSON.stringify({ readme });
-      metadata.backend = backendFor(hub.config.publicUrl);
+      metadata.backend = backendFor(deps.publicUrl);
       if (up.failure) throw up.failure;
       up.job.update('Writing flist', 95);
-      up.tmp = hub.registry.tempPath('upload');
-      await writeFlist(tree, up.tmp, metadata, { tmpDir: hub.registry.tmpDir });
-      if (up.failure) throw up.failure;
-      up.job.update('Publishing', 98);
-      await hub.registry.publish(up.user, up.name!, up.tmp);
-      up.tmp = undefined;
+      await publishTree(registry, up.user, up.name!, tree, metadata, {
+        beforePublish: () => {
+          if (up.failure) throw up.failure;
+          up.job.update('Publishing', 98);
+        },
+      });
       const files = Object.fromEntries(FILE_STATS.map((k) => [k, stats[k]])) as UploadStats;
       up.job.update('Upload ready', 100);
       up.job.finish({ filename: up.name, flist: files });
-      success(res, { name: up.name, files, url: `${hub.config.publicUrl}/${up.user}/${up.name}`, job: up.job.id });
+      success(res, { name: up.name, files, url: `${deps.publicUrl}/${up.user}/${up.name}`, job: up.job.id });
     } finally {
       await up.end();
     }
@@ -255,31 +267,32 @@ export function uploadRoutes(hub: Hub): void {
   const fail = (err: unknown, req: Request, _res: Response, next: NextFunction): void => {
     const up = uploads.get(req);
     // Our own reason first: after a disconnect multer reports the socket's "aborted".
-    const e = up?.failure ?? multerFailure(err, hub) ?? err;
+    const e = up?.failure ?? multerFailure(err, deps.maxUpload) ?? err;
     if (!up) return next(e);
     const cleaned = up.end().catch((x: unknown) => console.error('hub: upload cleanup:', x));
     void cleaned.then(() => {
-      const shown = e instanceof HubError || (e as { status?: number }).status! < 500 ? (e as Error).message : 'internal error';
-      up.job.fail(shown);
+      up.job.fail(errorAnswer(e).message);
       next(e);
     });
   };
 
-  hub.app.post('/api/flist/me/upload', requireUser(hub), begin, parse, publish, fail);
+  const router = Router();
+  router.post('/upload', begin, parse, publish, fail);
+  return router;
 }
 
-function multerFailure(err: unknown, hub: Hub): HubError | undefined {
+function multerFailure(err: unknown, maxUpload: number): G8osError | undefined {
   if (!(err instanceof multer.MulterError)) return undefined;
   switch (err.code) {
     case 'LIMIT_FILE_SIZE':
-      return tooLarge(hub);
+      return overMaxUpload(maxUpload);
     case 'LIMIT_FIELD_VALUE':
-      return new HubError(413, `form field ${err.field ?? ''} is larger than ${FIELD_LIMITS.fieldSize} bytes`);
+      return tooLarge(`form field ${err.field ?? ''} is larger than ${FIELD_LIMITS.fieldSize} bytes`);
     case 'LIMIT_UNEXPECTED_FILE':
     case 'LIMIT_FILE_COUNT':
-      return new HubError(400, `send exactly one archive, in form field "file"${err.field && err.field !== 'file' ? ` (got field ${JSON.stringify(err.field)})` : ''}`);
+      return invalid(`send exactly one archive, in form field "file"${err.field && err.field !== 'file' ? ` (got field ${JSON.stringify(err.field)})` : ''}`);
     default:
-      return new HubError(400, `malformed upload: ${err.message.toLowerCase()}`);
+      return invalid(`malformed upload: ${err.message.toLowerCase()}`);
   }
 }
 
@@ -290,14 +303,14 @@ function userMetadata(body: Record<string, unknown>): Record<string, string> {
     if (!field.startsWith('metadata-')) continue;
     const key = field.slice('metadata-'.length);
     if (key === '' || PROTECTED.has(key)) continue;
-    if (typeof value !== 'string') throw new HubError(400, `form field ${field} must be one text value`);
+    if (typeof value !== 'string') throw invalid(`form field ${field} must be one text value`);
     out[key] = value;
   }
   return out;
 }
 
 /** Text of /.README.md or /.README, read back from the store like any reader would. */
-async function readReadme(hub: Hub, tree: Tree, job: Job): Promise<string | undefined> {
+async function readReadme(store: BlockStore, tree: Tree, job: Job): Promise<string | undefined> {
   const node = tree.get('.README.md') ?? tree.get('.README');
   if (!node || node.entry.kind !== 'file') return undefined;
   if (node.entry.size > MAX_README) {
@@ -305,6 +318,6 @@ async function readReadme(hub: Hub, tree: Tree, job: Job): Promise<string | unde
     return undefined;
   }
   const parts: Buffer[] = [];
-  for await (const b of fileContent(hub.store, node.entry, 'gen2')) parts.push(b);
+  for await (const b of fileContent(store, node.entry, 'gen2')) parts.push(b);
   return Buffer.concat(parts).toString('utf8');
 }

@@ -5,7 +5,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import type { NextFunction, Request, Response } from 'express';
+import { type NextFunction, type Request, type Response, Router } from 'express';
 import { repoRoot } from '../agent/containers/rootfs';
 import { modeString } from '../cli/util';
 import { storeFromBackend } from '../flist/backend';
@@ -13,10 +13,11 @@ import { FlistError } from '../flist/archive';
 import { type Gen2Reader, openGen2 } from '../flist/reader';
 import { entrypointOf, environOf } from '../flist/runmeta';
 import { type Entry, relPath, S_IFMT, S_IFDIR, S_IFLNK, S_IFCHR, S_IFBLK, S_IFIFO, S_IFSOCK } from '../flist/types';
-import { type Hub, route, sendJson } from './app';
+import { corrupt, invalid, notFound, unavailable } from '../errors';
 import { matchesEtag } from './blocks';
-import { checkName, HubError, splitTarget, type Registry, type RegistryEntry } from './registry';
-import { findEntry, findFlist, knownUser } from './views';
+import { route, sendJson } from './http';
+import { findEntry, findFlist, knownUser } from './listings';
+import { checkName, splitTarget, type Registry, type RegistryEntry } from './registry';
 
 /** Every page and script the hub serves runs under this policy: no inline code, nothing from elsewhere. */
 export const CSP = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'";
@@ -125,33 +126,30 @@ function below(dir: string, urlPath: string): string | undefined {
 
 export type PageHandler = (req: Request, res: Response) => void;
 
-/**
- * /web/... and /web/vendor/... (mount before routes that take any /<user>/<file>); returns the
- * handler answering web/index.html, for webPages.
- */
-export function webFiles(hub: Hub, webDir = path.join(repoRoot(), 'web')): PageHandler {
-  const { app } = hub;
+/** /web/..., /web/vendor/... and /favicon.ico, and the handler answering web/index.html (for pagesRouter). */
+export function webFiles(webDir = path.join(repoRoot(), 'web')): { router: Router; index: PageHandler } {
+  const app = Router();
   const root = repoRoot();
   const files = new Files();
   const vendor: Record<string, string> = {
     'marked.js': path.join(root, 'node_modules/marked/lib/marked.esm.js'),
     'purify.js': path.join(root, 'node_modules/dompurify/dist/purify.es.mjs'),
   };
-  const notFound = (res: Response): void => {
+  const missing = (res: Response): void => {
     securityHeaders(res);
     sendJson(res, 404, { status: 'error', message: 'not found' });
   };
 
   app.get('/web/vendor/:file', (req: Request, res: Response) => {
     const file = vendor[String(req.params.file)];
-    if (!file || !files.send(req, res, file, TYPES['.js'])) notFound(res);
+    if (!file || !files.send(req, res, file, TYPES['.js'])) missing(res);
   });
   app.get(/^\/web\/(.+)$/, (req: Request, res: Response) => {
     const file = below(webDir, req.path.slice('/web/'.length));
-    if (!file || !files.send(req, res, file)) notFound(res);
+    if (!file || !files.send(req, res, file)) missing(res);
   });
   app.get('/favicon.ico', (req: Request, res: Response) => {
-    if (!files.send(req, res, path.join(webDir, 'favicon.ico'))) notFound(res);
+    if (!files.send(req, res, path.join(webDir, 'favicon.ico'))) missing(res);
   });
 
   const index = (req: Request, res: Response): void => {
@@ -159,18 +157,22 @@ export function webFiles(hub: Hub, webDir = path.join(repoRoot(), 'web')): PageH
     securityHeaders(res);
     res.status(503).type('text/plain').end(`the web pages are missing (${path.join(webDir, 'index.html')}); the JSON API still works\n`);
   };
-  return index;
+  return { router: app, index };
 }
 
+/** First path segments that are the hub's own, never a repository page. */
+const RESERVED = new Set(['api', 'web', 'listen', 'favicon.ico']);
+
 /**
- * The one-page app's routes, all answering web/index.html. Mount after the API and downloads:
- * these only take what those passed on.
+ * The one-page app's routes, all answering web/index.html. Mount after the downloads: a
+ * repository's page paths (/<user>/tags/<tag>) can also be download paths, and those win.
  */
-export function webPages(hub: Hub, index: PageHandler): void {
-  const { app } = hub;
+export function pagesRouter(index: PageHandler): Router {
+  const app = Router();
   app.get(['/', '/search', '/upload', '/me', '/node', '/login'], index);
   // The pages of a repository: only names a user could have, so nothing else is shadowed.
   const isName = (s: unknown): boolean => {
+    if (RESERVED.has(String(s))) return false;
     try {
       checkName(String(s));
       return true;
@@ -186,6 +188,7 @@ export function webPages(hub: Hub, index: PageHandler): void {
     const page = String(req.params.page);
     return isName(req.params.user) && page.endsWith('.md') && isName(page) ? index(req, res) : next();
   });
+  return app;
 }
 
 // -- open flists -----------------------------------------------------------------------------
@@ -218,7 +221,7 @@ export class ReaderCache {
 
   /** Runs fn on the open flist of a regular entry (fn must not keep the reader). */
   async use<T>(e: RegistryEntry, fn: (r: Gen2Reader, held: Held) => T): Promise<T> {
-    if (this.closed) throw new HubError(503, 'the hub is stopping');
+    if (this.closed) throw unavailable('the hub is stopping');
     const sha = e.file!;
     let h = this.held.get(sha);
     if (h) {
@@ -226,7 +229,7 @@ export class ReaderCache {
       this.held.set(sha, h);
     } else {
       const file = this.reg.filePath(sha);
-      if (!fs.existsSync(file)) throw new HubError(404, 'source not found');
+      if (!fs.existsSync(file)) throw notFound('source not found');
       h = { reader: openGen2(file), users: 0, evicted: false };
       const mine = h;
       // a file that does not open is not kept
@@ -237,7 +240,7 @@ export class ReaderCache {
     h.users++;
     try {
       const r = await h.reader.catch((err: unknown) => {
-        if (err instanceof FlistError) throw new HubError(500, `cannot read ${e.user}/${e.name}: ${err.message}`);
+        if (err instanceof FlistError) throw corrupt(`cannot read ${e.user}/${e.name}: ${err.message}`);
         throw err;
       });
       return fn(r, h);
@@ -374,13 +377,19 @@ export function uiMetadata(rows: Record<string, string>): Record<string, unknown
 
 type Params = Record<string, string>;
 
-export function webApi(hub: Hub): ReaderCache {
-  const { app, registry: reg } = hub;
+export interface UiDeps {
+  registry: Registry;
+  publicUrl: string;
+}
+
+/** /api/ui/...: what the pages browse with; close() closes the open flists. */
+export function uiApi({ registry: reg, publicUrl }: UiDeps): { router: Router; close(): Promise<void> } {
+  const app = Router();
   const readers = new ReaderCache(reg);
   const db = reg.db;
   const q = (req: Request): string => (typeof req.query.q === 'string' ? req.query.q.trim() : '');
 
-  app.get('/api/ui/repositories', route((req: Request, res) => {
+  app.get('/repositories', route((req: Request, res) => {
     const entries = new Map(
       (db.prepare(`SELECT user, SUM(kind = 'regular') AS flists, SUM(kind != 'regular') AS links,
           SUM(CASE WHEN kind = 'regular' THEN size ELSE 0 END) AS size, MAX(updated) AS updated FROM entries GROUP BY user`)
@@ -406,7 +415,7 @@ export function webApi(hub: Hub): ReaderCache {
     sendJson(res, 200, { repositories });
   }));
 
-  app.get('/api/ui/repository/:user', route((req: Request<Params>, res) => {
+  app.get('/repository/:user', route((req: Request<Params>, res) => {
     const user = knownUser(reg, req.params.user);
     sendJson(res, 200, {
       name: user,
@@ -415,7 +424,7 @@ export function webApi(hub: Hub): ReaderCache {
     });
   }));
 
-  app.get('/api/ui/search', route((req: Request, res) => {
+  app.get('/search', route((req: Request, res) => {
     const want = q(req);
     const rows = (want
       ? db.prepare('SELECT * FROM entries WHERE instr(lower(name), lower(?)) > 0 ORDER BY updated DESC, user, name LIMIT 5000').all(want)
@@ -437,7 +446,7 @@ export function webApi(hub: Hub): ReaderCache {
     sendJson(res, 200, { results });
   }));
 
-  app.get('/api/ui/flist/:user/:name', route(async (req: Request<Params>, res) => {
+  app.get('/flist/:user/:name', route(async (req: Request<Params>, res) => {
     const e = findEntry(reg, req.params.user, req.params.name);
     const f = findFlist(reg, req.params.user, req.params.name);
     const { metadata, stats } = await readers.use(f, (r, held) => {
@@ -448,28 +457,28 @@ export function webApi(hub: Hub): ReaderCache {
     sendJson(res, 200, {
       user: e.user, name: e.name, type: k.type, ...(k.target !== undefined ? { target: k.target } : {}),
       size: f.size, md5: f.md5, updated: f.updated,
-      url: `${hub.config.publicUrl}/${encodeURIComponent(e.user)}/${encodeURIComponent(e.name)}`,
+      url: `${publicUrl}/${encodeURIComponent(e.user)}/${encodeURIComponent(e.name)}`,
       metadata, stats,
     });
   }));
 
-  app.get('/api/ui/flist/:user/:name/tree', route(async (req: Request<Params>, res) => {
+  app.get('/flist/:user/:name/tree', route(async (req: Request<Params>, res) => {
     const f = findFlist(reg, req.params.user, req.params.name);
     const raw = req.query.path === undefined ? '/' : req.query.path;
-    if (typeof raw !== 'string') throw new HubError(400, 'path: expected one path');
+    if (typeof raw !== 'string') throw invalid('path: expected one path');
     const p = relPath(raw);
-    if (p.split('/').includes('..')) throw new HubError(400, `path ${JSON.stringify(raw)}: ".." is not allowed`);
+    if (p.split('/').includes('..')) throw invalid(`path ${JSON.stringify(raw)}: ".." is not allowed`);
     const entries = await readers.use(f, (r) => {
       const at = r.stat(p);
-      if (!at) throw new HubError(404, `${'/' + p}: no such file or directory`);
-      if (at.kind !== 'dir') throw new HubError(400, `${'/' + p}: not a directory`);
+      if (!at) throw notFound(`${'/' + p}: no such file or directory`);
+      if (at.kind !== 'dir') throw invalid(`${'/' + p}: not a directory`);
       return r.list(p).map(treeEntry);
     });
     entries.sort((a, b) => Number(b.type === 'dir') - Number(a.type === 'dir') || byName(a.name, b.name));
     sendJson(res, 200, { path: `/${p}`, entries });
   }));
 
-  return readers;
+  return { router: app, close: () => readers.close() };
 }
 
 /** Counts below the root (the root itself is not counted). */

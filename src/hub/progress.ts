@@ -1,10 +1,9 @@
 // Long-running hub work (uploads, conversions) as jobs whose progress is replayed to any number
 // of listeners as server-sent events at /listen/<job> (hub-api.md §9).
 import crypto from 'node:crypto';
-import type { Request, Response } from 'express';
-import type { Hub } from './app';
-import { sendJson } from './app';
-import { HubError } from './registry';
+import { type Request, type Response, Router } from 'express';
+import { conflict, invalid } from '../errors';
+import { sendJson } from './http';
 
 export type JobEvent =
   | { status: 'update'; message: string; progress: number }
@@ -84,9 +83,9 @@ export class Jobs {
   /** A new job under the client's id (validated, must be unused) or a generated one. */
   create(clientId?: string): Job {
     if (clientId !== undefined && !JOB_ID.test(clientId)) {
-      throw new HubError(400, `invalid job id ${JSON.stringify(clientId.slice(0, 80))}: use 8 to 64 letters, digits, "-" or "_" (a uuid)`);
+      throw invalid(`invalid job id ${JSON.stringify(clientId.slice(0, 80))}: use 8 to 64 letters, digits, "-" or "_" (a uuid)`);
     }
-    if (clientId !== undefined && this.jobs.has(clientId)) throw new HubError(409, `job id ${clientId} is already in use`);
+    if (clientId !== undefined && this.jobs.has(clientId)) throw conflict(`job id ${clientId} is already in use`);
     const job: Job = new Job(clientId ?? crypto.randomUUID(), () => this.retire(job));
     this.jobs.set(job.id, job);
     return job;
@@ -112,21 +111,15 @@ export class Jobs {
   }
 }
 
-const perHub = new WeakMap<Hub, Jobs>();
-
-/** The hub's job table; the first call also mounts GET /listen/<job>. */
-export function jobsOf(hub: Hub): Jobs {
-  let jobs = perHub.get(hub);
-  if (jobs) return jobs;
-  const table = new Jobs();
-  perHub.set(hub, table);
-  hub.app.get('/listen/:job', (req: Request, res: Response) => {
-    const job = table.get(String(req.params.job));
+/** GET /listen/<job>: a job's events, replayed then followed. */
+export function progressRouter(jobs: Jobs): Router {
+  const router = Router();
+  router.get('/:job', (req: Request, res: Response) => {
+    const job = jobs.get(String(req.params.job));
     if (!job) return sendJson(res, 404, { status: 'error', message: 'job id not found' });
     job.listen(req, res);
   });
-  jobs = table;
-  return jobs;
+  return router;
 }
 
 /** Server-sent events: the response headers, sent at once. */

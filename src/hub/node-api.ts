@@ -6,20 +6,19 @@
 // consumed by BLPOP) and fanned out to any number of server-sent-event listeners; the lines are
 // kept (the last MAX_LINES) so a listener that comes late, or reconnects, gets them first.
 import crypto from 'node:crypto';
-import type { NextFunction, Request, Response } from 'express';
+import { type NextFunction, type Request, type Response, Router } from 'express';
 import { Client, Response as AgentResponse, ResultError } from '../agent/client';
 import { exitStatus, type Result } from '../agent/types';
-import { type Hub, bearer, route, sendJson, success } from './app';
+import { G8osError, invalid, isKind, notFound, unavailable } from '../errors';
 import { readBody } from './blocks';
-import { follow, startEvents } from './jobs';
-import { findFlist } from './views';
-import { flistName, HubError } from './registry';
+import type { AgentAddress } from './config';
+import { bearer, route, sendJson, success, userFor } from './http';
+import { findFlist } from './listings';
+import { follow, startEvents } from './progress';
+import { flistName, type Registry } from './registry';
 
-export interface AgentAddress {
-  /** redis://[:password@]host:port, or the agent's unix socket path */
-  url: string;
-  password?: string;
-}
+/** The agent's answer relayed as the hub's: 502 = the agent failed, not the hub. */
+const agentFailed = (message: string): G8osError => unavailable(message, { status: 502 });
 
 /** Lines of output kept per job for late listeners. */
 export const MAX_LINES = 5000;
@@ -46,7 +45,7 @@ class AgentLink {
 
   /** A connected client of its own; 502 when the agent does not answer. */
   async connect(): Promise<Client> {
-    if (this.closed) throw new HubError(503, 'the hub is stopping');
+    if (this.closed) throw unavailable('the hub is stopping');
     for (;;) {
       const c = this.idle.pop();
       if (!c) break;
@@ -60,13 +59,13 @@ class AgentLink {
       const c = await new Client(this.address.url, this.address.password).open();
       if (this.closed) {
         c.close();
-        throw new HubError(503, 'the hub is stopping');
+        throw unavailable('the hub is stopping');
       }
       this.inUse.add(c);
       return c;
     } catch (e) {
-      if (e instanceof HubError) throw e;
-      throw new HubError(502, (e as Error).message);
+      if (e instanceof G8osError) throw e;
+      throw agentFailed((e as Error).message);
     }
   }
 
@@ -125,10 +124,10 @@ function decode<T>(r: Result): T {
   return (r.data ? JSON.parse(r.data) : null) as T;
 }
 
-function agentError(e: unknown): Error {
-  if (e instanceof HubError) return e;
-  if (e instanceof ResultError) return new HubError(e.result.code === 404 ? 404 : 502, e.message);
-  return new HubError(502, `agent: ${(e as Error).message}`);
+function agentError(e: unknown): G8osError {
+  if (e instanceof G8osError) return e;
+  if (e instanceof ResultError) return e.result.code === 404 ? notFound(e.message) : agentFailed(e.message);
+  return agentFailed(`agent: ${(e as Error).message}`);
 }
 
 // -- followed jobs ---------------------------------------------------------------------------
@@ -271,27 +270,37 @@ function parseCommand(v: unknown): string[] | undefined {
   if (typeof v === 'string') return v.trim() === '' ? undefined : ['sh', '-c', v];
   if (Array.isArray(v) && v.every((x) => typeof x === 'string')) {
     if (v.length === 0) return undefined;
-    if (v[0] === '') throw new HubError(400, 'command: the program name is empty');
+    if (v[0] === '') throw invalid('command: the program name is empty');
     return v as string[];
   }
-  throw new HubError(400, 'command: expected a string (run by sh -c) or a list of strings (argv)');
+  throw invalid('command: expected a string (run by sh -c) or a list of strings (argv)');
 }
 
-export interface Node {
+export interface NodeDeps {
+  registry: Registry;
+  /** the agent's address now: `g8os start` sets it once its agent runs */
+  agent: () => AgentAddress | null;
+  publicUrl: string;
+}
+
+export interface NodeApi {
+  router: Router;
   close(): void;
 }
 
-export function nodeRoutes(hub: Hub): Node {
-  const { app, registry: reg } = hub;
+/** /api/node/...: the agent beside the hub, for the node pages. */
+export function nodeApi(deps: NodeDeps): NodeApi {
+  const { registry: reg } = deps;
+  const app = Router();
   let link: AgentLink | undefined;
   const jobs = new Map<string, NodeJob>();
   let closed = false;
 
   /** The agent's link for the address configured now (g8os start sets it once its agent runs). */
   const agent = (): AgentLink => {
-    const a = hub.config.agent;
-    if (!a) throw new HubError(404, 'no agent beside this hub');
-    if (closed) throw new HubError(503, 'the hub is stopping');
+    const a = deps.agent();
+    if (!a) throw notFound('no agent beside this hub');
+    if (closed) throw unavailable('the hub is stopping');
     if (!link || link.address.url !== a.url || link.address.password !== a.password) {
       link?.close();
       link = new AgentLink({ ...a });
@@ -303,18 +312,16 @@ export function nodeRoutes(hub: Hub): Node {
   const guard = (req: Request, _res: Response, next: NextFunction): void => {
     try {
       agent();
-      const token = bearer(req) ?? (typeof req.query.token === 'string' && req.query.token ? req.query.token : undefined);
-      if (!token) throw new HubError(401, 'no authorization provided');
-      if (!reg.userForToken(token)) throw new HubError(401, 'invalid or expired token');
+      userFor(reg, bearer(req) ?? (typeof req.query.token === 'string' && req.query.token ? req.query.token : undefined));
       next();
     } catch (e) {
       next(e);
     }
   };
 
-  app.get('/api/node', (_req, res) => sendJson(res, 200, { available: !!hub.config.agent }));
+  app.get('/', (_req, res) => sendJson(res, 200, { available: !!deps.agent() }));
 
-  app.get('/api/node/containers', guard, route(async (_req, res) => {
+  app.get('/containers', guard, route(async (_req, res) => {
     const list = await agent().call<Record<string, ContainerInfo>>('corex.list', {}, 30);
     const now = Date.now();
     const latest = new Map<number, string>();
@@ -334,22 +341,22 @@ export function nodeRoutes(hub: Hub): Node {
     sendJson(res, 200, { containers });
   }));
 
-  app.post('/api/node/containers', guard, route(async (req, res) => {
+  app.post('/containers', guard, route(async (req, res) => {
     const a = agent();
     let body: unknown;
     try {
       body = JSON.parse((await readBody(req, MAX_BODY)).toString('utf8'));
     } catch (e) {
-      if (e instanceof HubError) throw e;
-      throw new HubError(400, 'body: expected JSON {flist, command?, name?}');
+      if (e instanceof G8osError) throw e;
+      throw invalid('body: expected JSON {flist, command?, name?}');
     }
-    if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new HubError(400, 'body: expected a JSON object {flist, command?, name?}');
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) throw invalid('body: expected a JSON object {flist, command?, name?}');
     const b = body as { flist?: unknown; command?: unknown; name?: unknown };
     const root = flistUrl(b.flist);
     let argv = parseCommand(b.command);
     const name = b.name === undefined || b.name === null || b.name === '' ? undefined : b.name;
     if (name !== undefined && (typeof name !== 'string' || !HOSTNAME.test(name))) {
-      throw new HubError(400, 'name: letters, digits and "-" (a host name), at most 63');
+      throw invalid('name: letters, digits and "-" (a host name), at most 63');
     }
     const id = await a.call<number>('corex.create', {
       root, mount: null, host_network: false, nics: [{ type: 'default' }], port: null, privileged: false, storage: null,
@@ -360,7 +367,7 @@ export function nodeRoutes(hub: Hub): Node {
       if (!argv) {
         const list = await a.call<Record<string, ContainerInfo>>('corex.list', {}, 30);
         argv = list[String(id)]?.container.entrypoint;
-        if (!argv?.length) throw new HubError(400, `${String(b.flist)} has no entrypoint: give a command`);
+        if (!argv?.length) throw invalid(`${String(b.flist)} has no entrypoint: give a command`);
       }
       const jobId = crypto.randomUUID();
       await a.dispatch(id, 'core.system', { name: argv[0], args: argv.slice(1), dir: '', stdin: '', env: null }, { id: jobId, stream: true, tags: [] });
@@ -378,13 +385,13 @@ export function nodeRoutes(hub: Hub): Node {
     sendJson(res, 200, { id, job: job.id });
   }));
 
-  app.delete('/api/node/containers/:id', guard, route(async (req: Request<Record<string, string>>, res) => {
-    if (!/^\d{1,9}$/.test(req.params.id) || Number(req.params.id) === 0) throw new HubError(400, `container id ${JSON.stringify(req.params.id)}: expected a positive number`);
+  app.delete('/containers/:id', guard, route(async (req: Request<Record<string, string>>, res) => {
+    if (!/^\d{1,9}$/.test(req.params.id) || Number(req.params.id) === 0) throw invalid(`container id ${JSON.stringify(req.params.id)}: expected a positive number`);
     await agent().call('corex.terminate', { container: Number(req.params.id) }, 120);
     success(res);
   }));
 
-  app.get('/api/node/jobs', guard, route(async (_req, res) => {
+  app.get('/jobs', guard, route(async (_req, res) => {
     const a = agent();
     const [host, list] = await Promise.all([a.call<AgentJob[]>('job.list', {}, 30), a.call<Record<string, unknown>>('corex.list', {}, 30)]);
     const now = Date.now();
@@ -403,35 +410,36 @@ export function nodeRoutes(hub: Hub): Node {
     sendJson(res, 200, { jobs: out });
   }));
 
-  app.get('/api/node/jobs/:job/output', guard, (req: Request<Record<string, string>>, res: Response, next: NextFunction) => {
+  app.get('/jobs/:job/output', guard, (req: Request<Record<string, string>>, res: Response, next: NextFunction) => {
     const job = jobs.get(req.params.job);
-    if (!job) return next(new HubError(404, 'job not found (the hub follows only the commands it started, until 5 minutes after they end)'));
+    if (!job) return next(notFound('job not found (the hub follows only the commands it started, until 5 minutes after they end)'));
     job.listen(req, res);
   });
 
   /** The flist a create request names, as the URL the agent fetches. */
   function flistUrl(v: unknown): string {
-    if (typeof v !== 'string' || v.trim() === '') throw new HubError(400, 'flist: expected an http(s) flist URL or user/name.flist on this hub');
+    if (typeof v !== 'string' || v.trim() === '') throw invalid('flist: expected an http(s) flist URL or user/name.flist on this hub');
     const s = v.trim();
     if (/^https?:\/\//i.test(s)) {
       try {
         return new URL(s).toString();
       } catch {
-        throw new HubError(400, `flist: ${JSON.stringify(s)} is not a URL`);
+        throw invalid(`flist: ${JSON.stringify(s)} is not a URL`);
       }
     }
     const m = /^\/?([^/]+)\/([^/]+)$/.exec(s);
-    if (!m) throw new HubError(400, `flist: ${JSON.stringify(s)}: expected an http(s) flist URL or user/name.flist on this hub`);
+    if (!m) throw invalid(`flist: ${JSON.stringify(s)}: expected an http(s) flist URL or user/name.flist on this hub`);
     try {
       findFlist(reg, m[1], m[2]);
     } catch (e) {
-      if (e instanceof HubError && e.status === 404) throw new HubError(400, `flist: no flist ${m[1]}/${m[2]} on this hub`);
+      if (isKind(e, 'not_found')) throw invalid(`flist: no flist ${m[1]}/${m[2]} on this hub`);
       throw e;
     }
-    return `${hub.config.publicUrl}/${encodeURIComponent(m[1])}/${encodeURIComponent(flistName(m[2]))}`;
+    return `${deps.publicUrl}/${encodeURIComponent(m[1])}/${encodeURIComponent(flistName(m[2]))}`;
   }
 
   return {
+    router: app,
     close() {
       closed = true;
       for (const j of jobs.values()) j.close();

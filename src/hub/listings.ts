@@ -4,12 +4,13 @@
 import fs from 'node:fs';
 import { backendFor } from '../flist/backend';
 import { openGen2 } from '../flist/reader';
-import { checkName, flistName, HubError, splitTarget, type Registry, type RegistryEntry, type TagEntry } from './registry';
+import { notFound } from '../errors';
+import { checkName, flistName, splitTarget, type Registry, type RegistryEntry, type TagEntry } from './registry';
 
 /** 404 `user not found` unless the (valid) user exists. */
 export function knownUser(reg: Registry, user: string): string {
   checkName(user, 'user name');
-  if (!reg.userExists(user)) throw new HubError(404, 'user not found');
+  if (!reg.userExists(user)) throw notFound('user not found');
   return user;
 }
 
@@ -18,7 +19,7 @@ export function findEntry(reg: Registry, user: string, flist: string): RegistryE
   knownUser(reg, user);
   // crosstag links are stored by their bare name (no ".flist"), as the reference did
   const e = reg.entry(user, flistName(flist)) ?? reg.entry(user, flist.replace(/\.flist$/, ''));
-  if (!e) throw new HubError(404, 'source not found');
+  if (!e) throw notFound('source not found');
   return e;
 }
 
@@ -26,7 +27,7 @@ export function findEntry(reg: Registry, user: string, flist: string): RegistryE
 export function findFlist(reg: Registry, user: string, flist: string): RegistryEntry {
   const e = findEntry(reg, user, flist);
   const r = e.kind === 'regular' ? e : reg.resolve(user, e.name);
-  if (!r) throw new HubError(404, 'source not found');
+  if (!r) throw notFound('source not found');
   return r;
 }
 
@@ -109,7 +110,7 @@ export function infoObject(reg: Registry, e: RegistryEntry): Record<string, unkn
 /** Opens the flist behind an entry; a file removed meanwhile (delete, GC) is a 404. */
 async function openEntry(reg: Registry, e: RegistryEntry) {
   const file = reg.filePath(e.file!);
-  if (!fs.existsSync(file)) throw new HubError(404, 'source not found');
+  if (!fs.existsSync(file)) throw notFound('source not found');
   return openGen2(file);
 }
 
