@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Client } from '../src/agent/client';
-import { readMounts } from '../src/fs/mounts';
+import { readMounts } from '../src/fs/mount-table';
 import { type AgentProcess, startAgent } from './helpers/agent';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'g8os-storage-'));

@@ -116,7 +116,12 @@ describe('every file type (tarball → flist → dir:// store → FUSE)', () => 
     } finally {
       await fh.close();
     }
-    const after = await c.stats();
+    // the kernel sends RELEASE after close() returns: wait for it (bounded) before counting opens
+    let after = await c.stats();
+    for (let i = 0; i < 40 && after.stats.openFiles !== 0; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      after = await c.stats();
+    }
     expect(after.fetched - before.fetched).toBe(1);
     expect(after.stats.openFiles).toBe(0);
   });

@@ -170,7 +170,7 @@ async function publish(token: string, name: string, tar: string, meta: Record<st
 beforeAll(async () => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'g8os-web-api-'));
   ns = makeNetns('web');
-  agent = await startAgent({ netns: ns, args: ['--cache', path.join(tmp, 'cache')] });
+  agent = await startAgent({ netns: ns, args: ['--cache', path.join(tmp, 'cache'), '--mount-grace', '0'] });
   client = await agent.client();
   const port = await freePort(); // free on the host: the relay takes it there, the hub in the namespace
   hub = await startHub({ netns: ns, port, args: ['--agent', agent.socket] });

@@ -72,7 +72,7 @@ async function start(p: WebPage, command: string, name: string): Promise<string>
 beforeAll(async () => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'g8os-web-node-'));
   ns = makeNetns('webnode');
-  agent = await startAgent({ netns: ns, args: ['--cache', path.join(tmp, 'cache')] });
+  agent = await startAgent({ netns: ns, args: ['--cache', path.join(tmp, 'cache'), '--mount-grace', '0'] });
   client = await agent.client();
   hub = await startHub({ netns: ns, args: ['--agent', agent.socket] });
   token = hub.token('alice');
