@@ -258,6 +258,8 @@ async function imageRuns(ns: Netns, hub: Hub, hubData: string, staticUrl: string
 
 const MB = (b: number): string => (b / 1e6).toFixed(1);
 const pct = (a: number, b: number): string => `${((100 * a) / b).toFixed(1)} %`;
+const split2 = (xs: Array<{ createS: number; dispatchS: number }>): string =>
+  (xs.length ? `${fmtSpread(spread(xs.map((x) => x.createS)), 3)} / ${fmtSpread(spread(xs.map((x) => x.dispatchS)), 3)}` : '–');
 const firstS = (xs: Array<{ firstS: number }>): Spread => spread(xs.map((x) => x.firstS));
 const one = (xs: number[], digits = 0): string => {
   const s = spread(xs.filter((x) => !Number.isNaN(x)));
@@ -346,6 +348,7 @@ export async function containerBench(ctx: Context): Promise<BenchResult> {
         'Wall from spawning the CLI (`node bin/g8os container run <url> -- …`, Node start-up included; the agent is already running) or `runc run` to the first output line. Agent, hub and the static server of the .tar.gz in their own network namespace on loopback, all data on one tmpfs; the runc bundle config is prepared before the classic pull is timed. Peak RSS: the agent\'s VmHWM (g8os rows), curl and tar (classic). median [min–max].',
         ...(r.shaped ? [`"${r.shaped.rate}/s link" rows: the namespace's loopback shaped with \`tc qdisc add dev lo root tbf rate ${r.shaped.rate}\` (hub, static server and agent all behind it); their "vs classic pull" compares with the classic pull on the same link${r.shaped.error ? `; unavailable: ${r.shaped.error}` : ''}.`] : []),
         '"via the protocol" rows: one open TypeScript client, corex.create (default nic) then core.system in it to its result, which comes when the command has exited; the agent was started before timing (cold: fresh agent and empty block cache each run).',
+        ...(r.protoCold.length || r.protoWarm.length ? [`Via the protocol, corex.create / dispatch to result: cold ${split2(r.protoCold)}; warm ${split2(r.protoWarm)} (s).`] : []),
         ...r.errors.map((e) => `unavailable: ${e}`),
       ],
     };
@@ -444,8 +447,8 @@ function startTargets(r: ImageRuns, runcS: Spread, cliColdFetched: number): Targ
       measured: r.protoCold.length ? ms(r.protoCold) : 'unavailable', met: r.protoCold.length ? firstS(r.protoCold).median <= 0.5 : null,
     },
     {
-      what: `container (${name}): image bytes a cold start fetched (hub /api/stats)`, target: '≤ 5 %',
-      measured: haveFetched ? `${pct(fetched, r.size.blockBytes)} (${MB(fetched)} of ${MB(r.size.blockBytes)} MB of blocks)` : 'unavailable',
+      what: `container (${name}): image bytes a cold start fetched (hub /api/stats)`, target: '≤ 5 % (judged on the stored blocks)',
+      measured: haveFetched ? `${pct(fetched, r.size.blockBytes)} of the flist's stored blocks (${MB(fetched)} of ${MB(r.size.blockBytes)} MB); ${pct(fetched, r.image.info.tar_bytes)} of the ${MB(r.image.info.tar_bytes)} MB image .tar` : 'unavailable',
       met: haveFetched ? fetched / r.size.blockBytes <= 0.05 : null,
     },
   ];
