@@ -17,7 +17,7 @@ import { MiB } from '../harness/paths';
 import { procStatus } from '../harness/procs';
 import { containerStarts } from './agent-containers';
 import { agentIn, inScratchNetns, secondsSince } from './container-start';
-import { type BenchResult, type Context, fmtSpread, repeat, roundSpread, spread, type Table } from './lib';
+import { type BenchResult, type Context, fmtSpread, repeat, roundSpread, spread, type Table, type Target } from './lib';
 import { type Plot } from './plot';
 
 const MAX_JOBS = defaultConfig().main.max_jobs; // the agent's concurrency bound; the spawn baseline gets the same
@@ -101,6 +101,7 @@ export async function agentBench(ctx: Context): Promise<BenchResult> {
   const tables: Table[] = [];
   const data: Record<string, unknown> = {};
   const plots: Plot[] = [];
+  const targets: Target[] = [];
 
   await inScratchNetns('agent', 2048 * MiB, async (dir, ns) => {
     // ---- 1 + 2: one agent, one client, the bus over its unix socket
@@ -180,7 +181,7 @@ export async function agentBench(ctx: Context): Promise<BenchResult> {
       await agent.stop();
     }
 
-    await containerStarts(ctx, ns, dir, nStart, { tables, data, plots });
+    await containerStarts(ctx, ns, dir, nStart, { tables, data, plots, targets });
   });
-  return { name: 'agent', tables, data, plots };
+  return { name: 'agent', tables, data, plots, targets };
 }

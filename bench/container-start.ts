@@ -4,6 +4,7 @@ import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { type Agent, startAgent } from '../harness/agent';
+import { Client } from '../src/agent/client';
 import { log, onCleanup, tail } from '../harness/cleanup';
 import { mountsUnder, withTmpfs } from '../harness/mounts';
 import { makeNetns, type Netns } from '../harness/netns';
@@ -114,5 +115,27 @@ export async function containerRun(agent: Agent, flist: string, argv = ['/bin/ec
   } catch (e) {
     const last = tail(agent.log(), 1);
     throw new Error(`${(e as Error).message}${last ? ` (agent's last log line: ${last})` : ''}`);
+  }
+}
+
+/**
+ * What `g8os container run` does, through an already open client (no CLI start-up): corex.create
+ * with the default nic, then core.system argv in it to its result (the command's exit), whose
+ * first stdout line must be `expect`. firstS = create + dispatch; totalS adds corex.terminate.
+ */
+export async function protocolRun(client: Client, flist: string, argv: string[], expect: string): Promise<FirstLine & { createS: number; dispatchS: number }> {
+  const t0 = process.hrtime.bigint();
+  const id = await client.json<number>('corex.create', { root: flist, host_network: false, nics: [{ type: 'default' }], privileged: false }, 300);
+  try {
+    const createS = secondsSince(t0);
+    const r = await (await client.dispatch(id, 'core.system', { name: argv[0], args: argv.slice(1), dir: '', stdin: '', env: null })).get(120);
+    const firstS = secondsSince(t0);
+    const first = (r.streams?.[0] ?? '').split('\n')[0].trimEnd();
+    if (r.state !== 'SUCCESS' || first !== expect) throw new Error(`${argv.join(' ')} in container ${id}: ${r.state}, stdout ${JSON.stringify(r.streams?.[0])}, stderr ${JSON.stringify(r.streams?.[1]?.slice(-300))}`);
+    await client.json('corex.terminate', { container: id }, 120);
+    return { firstS, totalS: secondsSince(t0), createS, dispatchS: firstS - createS };
+  } catch (e) {
+    await client.json('corex.terminate', { container: id }, 60).catch(() => undefined);
+    throw e;
   }
 }

@@ -13,13 +13,14 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { startDaemon } from '../harness/daemon';
 import type { Netns } from '../harness/netns';
-import { agentIn, containerRun, inScratchNetns, type FirstLine, runcBundle, runcConfig, runcRun, why } from './container-start';
+import { Client } from '../src/agent/client';
+import { agentIn, containerRun, inScratchNetns, type FirstLine, protocolRun, runcBundle, runcConfig, runcRun, why } from './container-start';
 import { HELLO, type Image, realImages } from './images';
 import { type Bar, type Plot } from './plot';
 import { log, onCleanup } from '../harness/cleanup';
 import { G8OS, MiB } from '../harness/paths';
 import { freePort } from '../harness/ports';
-import { benchHub, type BenchHub as Hub, type BenchResult, type Context, fmtSpread, measure, roundSpread, spread, type Spread, type Table } from './lib';
+import { benchHub, type BenchHub as Hub, type BenchResult, type Context, fmtSpread, measure, roundSpread, spread, type Spread, type Table, type Target } from './lib';
 
 /** Full runs repeat the cold starts over a link of this rate (tc tbf on the namespace's loopback). */
 const SHAPED_RATE = '100mbit';
@@ -127,6 +128,10 @@ interface ImageRuns {
   coldHwm: number[];
   warm: FirstLine[];
   warmHwm: number;
+  /** the same starts through an open client: corex.create + dispatch to its result, no CLI */
+  protoCold: Array<FirstLine & { createS: number; dispatchS: number }>;
+  protoColdFetched: BlockStats[];
+  protoWarm: Array<FirstLine & { createS: number; dispatchS: number }>;
   errors: string[];
   /** the same cold starts and classic pulls with the namespace's loopback shaped (tc tbf) */
   shaped?: { rate: string; classic: Classic[]; cold: FirstLine[]; coldFetched: BlockStats[]; error?: string };
@@ -147,7 +152,7 @@ async function imageRuns(ns: Netns, hub: Hub, hubData: string, staticUrl: string
   log(`container: ${image.name}: g8os hub upload of the .tar.gz`);
   const up = publish(ns, hub, 'upload', image.tgz, image.name);
   const size = flistSize(ns, hubData, up.url);
-  const r: ImageRuns = { image, flist: up.url, uploadS: up.seconds, size, runc: [], classic: [], cold: [], coldFetched: [], coldHwm: [], warm: [], warmHwm: NaN, errors: [] };
+  const r: ImageRuns = { image, flist: up.url, uploadS: up.seconds, size, runc: [], classic: [], cold: [], coldFetched: [], coldHwm: [], warm: [], warmHwm: NaN, protoCold: [], protoColdFetched: [], protoWarm: [], errors: [] };
   const bundle = path.join(dir, `bundle-${image.name}`);
   runcBundle(image.tar, bundle, argv);
   const tag = `g8b-${process.pid}-${image.name}`;
@@ -160,15 +165,17 @@ async function imageRuns(ns: Netns, hub: Hub, hubData: string, staticUrl: string
       log(`container: ${image.name}: ${what} failed: ${why(e)}`);
     }
   };
-  const coldRun = async (flist: string, label: string, runArgv: string[], times: FirstLine[], fetched: BlockStats[], hwm?: number[]): Promise<void> => {
+  const coldRun = async (flist: string, label: string, runArgv: string[], times: FirstLine[], fetched: BlockStats[], hwm?: number[], viaProtocol = false): Promise<void> => {
     const a = await agentIn(ns, path.join(dir, `a-${label}`), path.join(dir, `cache-${label}`));
+    const client = viaProtocol ? await new Client(a.socket).open() : undefined;
     try {
       const before = hubStats(ns, hub);
-      times.push(await containerRun(a, flist, runArgv, expect));
+      times.push(client ? await protocolRun(client, flist, runArgv, expect) : await containerRun(a, flist, runArgv, expect));
       const after = hubStats(ns, hub);
       fetched.push({ get: after.get - before.get, bytes: after.bytes - before.bytes });
       hwm?.push(a.memory('VmHWM'));
     } finally {
+      client?.close();
       await a.stop();
       fs.rmSync(path.join(dir, `cache-${label}`), { recursive: true, force: true });
       fs.rmSync(path.join(dir, `a-${label}`), { recursive: true, force: true });
@@ -179,6 +186,7 @@ async function imageRuns(ns: Netns, hub: Hub, hubData: string, staticUrl: string
     await attempt('runc run', async () => void r.runc.push(await runcRun(bundle, `${tag}-r${i}`, expect)));
     await attempt('download+extract+run', async () => void r.classic.push(await classicPath(ns, staticUrl, path.join(dir, 'pull'), argv, expect, `${tag}-p${i}`)));
     await attempt('g8os cold', () => coldRun(up.url, `${image.name}-cold${i}`, argv, r.cold, r.coldFetched, r.coldHwm));
+    await attempt('g8os cold via the protocol', () => coldRun(up.url, `${image.name}-pcold${i}`, argv, r.protoCold, r.protoColdFetched, undefined, true));
   }
   let dockerFlist = '';
   if (image.docker) {
@@ -203,6 +211,17 @@ async function imageRuns(ns: Netns, hub: Hub, hubData: string, staticUrl: string
       log(`container: ${image.name}: filling the warm cache`);
       await containerRun(a, up.url, argv, expect);
       if (dockerFlist) await containerRun(a, dockerFlist, [], expect).catch(() => undefined);
+      const client = await new Client(a.socket).open();
+      try {
+        await protocolRun(client, up.url, argv, expect);
+        for (let i = 0; i < n; i++) {
+          log(`container: ${image.name}: runc run, g8os warm via the protocol and the CLI ${i + 1}/${n}`);
+          await attempt('runc run', async () => void r.runc.push(await runcRun(bundle, `${tag}-w${i}`, expect)));
+          r.protoWarm.push(await protocolRun(client, up.url, argv, expect));
+        }
+      } finally {
+        client.close();
+      }
       for (let i = 0; i < n; i++) {
         log(`container: ${image.name}: g8os warm ${i + 1}/${n}${dockerFlist ? ' (and the docker image)' : ''}`);
         r.warm.push(await containerRun(a, up.url, argv, expect));
@@ -239,6 +258,8 @@ async function imageRuns(ns: Netns, hub: Hub, hubData: string, staticUrl: string
 
 const MB = (b: number): string => (b / 1e6).toFixed(1);
 const pct = (a: number, b: number): string => `${((100 * a) / b).toFixed(1)} %`;
+const split2 = (xs: Array<{ createS: number; dispatchS: number }>): string =>
+  (xs.length ? `${fmtSpread(spread(xs.map((x) => x.createS)), 3)} / ${fmtSpread(spread(xs.map((x) => x.dispatchS)), 3)}` : '–');
 const firstS = (xs: Array<{ firstS: number }>): Spread => spread(xs.map((x) => x.firstS));
 const one = (xs: number[], digits = 0): string => {
   const s = spread(xs.filter((x) => !Number.isNaN(x)));
@@ -254,6 +275,7 @@ export async function containerBench(ctx: Context): Promise<BenchResult> {
   const plots: Plot[] = [];
   const data: Record<string, unknown> = { runs: n };
   const all: ImageRuns[] = [];
+  const targets: Target[] = [];
   // hub blocks (≈ a third of each tar), runc rootfs, one pull at a time, per-run caches
   const need = images.reduce((s, i) => s + 2 * i.info.tar_bytes + 2 * i.info.tgz_bytes + (i.docker ? i.info.tar_bytes : 0), 0) + 1024 * MiB;
   await inScratchNetns('container', need, async (dir, ns) => {
@@ -296,6 +318,8 @@ export async function containerBench(ctx: Context): Promise<BenchResult> {
       row('download .tar.gz + tar -xzf + runc run (classic pull)', r.classic, `curl ${one(r.classic.map((c) => c.curlRss))}, tar ${one(r.classic.map((c) => c.tarRss))}`, MB(image.info.tgz_bytes)),
       row('g8os container run <hub flist>, cold (fresh agent, empty cache)', r.cold, one(r.coldHwm), fetchedMB(r.coldFetched)),
       row('g8os container run <hub flist>, warm (block cache filled)', r.warm, one([r.warmHwm]), '0'),
+      row('via the protocol (corex.create + dispatch to result, no CLI), cold', r.protoCold, '–', fetchedMB(r.protoColdFetched)),
+      row('via the protocol (corex.create + dispatch to result, no CLI), warm', r.protoWarm, '–', '0'),
     ];
     if (r.shaped && (r.shaped.classic.length || r.shaped.cold.length)) {
       const sh = r.shaped;
@@ -323,9 +347,12 @@ export async function containerBench(ctx: Context): Promise<BenchResult> {
         `Classic pull split: download ${split('downloadS')} s, extract ${split('extractS')} s, then runc run. Upload of the .tar.gz to the hub (once): ${r.uploadS.toFixed(1)} s${r.docker ? `; hub import of the ${MB(image.info.docker_bytes ?? 0)} MB docker save tarball: ${r.docker.importS.toFixed(1)} s` : ''}.`,
         'Wall from spawning the CLI (`node bin/g8os container run <url> -- …`, Node start-up included; the agent is already running) or `runc run` to the first output line. Agent, hub and the static server of the .tar.gz in their own network namespace on loopback, all data on one tmpfs; the runc bundle config is prepared before the classic pull is timed. Peak RSS: the agent\'s VmHWM (g8os rows), curl and tar (classic). median [min–max].',
         ...(r.shaped ? [`"${r.shaped.rate}/s link" rows: the namespace's loopback shaped with \`tc qdisc add dev lo root tbf rate ${r.shaped.rate}\` (hub, static server and agent all behind it); their "vs classic pull" compares with the classic pull on the same link${r.shaped.error ? `; unavailable: ${r.shaped.error}` : ''}.`] : []),
+        '"via the protocol" rows: one open TypeScript client, corex.create (default nic) then core.system in it to its result, which comes when the command has exited; the agent was started before timing (cold: fresh agent and empty block cache each run).',
+        ...(r.protoCold.length || r.protoWarm.length ? [`Via the protocol, corex.create / dispatch to result: cold ${split2(r.protoCold)}; warm ${split2(r.protoWarm)} (s).`] : []),
         ...r.errors.map((e) => `unavailable: ${e}`),
       ],
     };
+    targets.push(...startTargets(r, runcS, fetched.median));
     ctx.print(t);
     tables.push(t);
     const bar = (label: string, xs: Array<{ firstS: number }>, baseline = false): Bar => ({ label, ...firstS(xs), baseline });
@@ -335,6 +362,7 @@ export async function containerBench(ctx: Context): Promise<BenchResult> {
       bars: [
         bar('runc run, rootfs already unpacked', r.runc, true), bar('download .tar.gz + extract + runc run', r.classic, true),
         bar('g8os container run, cold (empty cache)', r.cold), bar('g8os container run, warm', r.warm),
+        bar('via the protocol, cold (no CLI)', r.protoCold), bar('via the protocol, warm (no CLI)', r.protoWarm),
         ...(r.docker ? [bar('docker save image via hub import, cold', r.docker.cold), bar('docker save image via hub import, warm', r.docker.warm)] : []),
         ...(r.shaped?.classic.length ? [bar(`${r.shaped.rate}/s link: download + extract + run`, r.shaped.classic, true)] : []),
         ...(r.shaped?.cold.length ? [bar(`${r.shaped.rate}/s link: g8os container run, cold`, r.shaped.cold)] : []),
@@ -362,6 +390,12 @@ export async function containerBench(ctx: Context): Promise<BenchResult> {
       classic_extract_s: roundSpread(spread(r.classic.map((c) => c.extractS))),
       cold_first_s: fl(r.cold),
       warm_first_s: fl(r.warm),
+      protocol_cold_s: fl(r.protoCold),
+      protocol_cold_create_s: r.protoCold.length ? roundSpread(spread(r.protoCold.map((x) => x.createS))) : null,
+      protocol_cold_fetched_bytes: r.protoColdFetched.length ? roundSpread(spread(r.protoColdFetched.map((f) => f.bytes)), 0) : null,
+      protocol_warm_s: fl(r.protoWarm),
+      protocol_warm_create_s: r.protoWarm.length ? roundSpread(spread(r.protoWarm.map((x) => x.createS))) : null,
+      protocol_warm_dispatch_s: r.protoWarm.length ? roundSpread(spread(r.protoWarm.map((x) => x.dispatchS))) : null,
       cold_fetched_bytes: roundSpread(fetched, 0),
       cold_block_gets: roundSpread(gets, 0),
       cold_fetched_fraction: r.coldFetched.length ? Number((fetched.median / r.size.blockBytes).toFixed(4)) : null,
@@ -389,6 +423,33 @@ export async function containerBench(ctx: Context): Promise<BenchResult> {
       ...(r.errors.length ? { errors: r.errors } : {}),
     };
   }
-  return { name: 'container', tables, data, plots };
+  return { name: 'container', tables, data, plots, targets };
 }
 
+
+/** Issue 12's start targets for one image: warm ≤ runc + 100 ms (protocol, and the CLI for reference), cold ≤ 0.5 s and ≤ 5 % of the block bytes. */
+function startTargets(r: ImageRuns, runcS: Spread, cliColdFetched: number): Target[] {
+  const name = r.image.name;
+  const runcMs = runcS.median * 1000;
+  const ms = (xs: Array<{ firstS: number }>): string => `${fmtSpread(firstS(xs), 0, 1000)} ms`;
+  const warm = (what: string, xs: Array<{ firstS: number }>): Target => ({
+    what: `container (${name}): warm start ${what} vs runc run of the unpacked rootfs`, target: '≤ runc + 100 ms',
+    measured: xs.length && r.runc.length ? `${ms(xs)} vs runc ${ms(r.runc)} (+${(firstS(xs).median * 1000 - runcMs).toFixed(0)} ms)` : 'unavailable',
+    met: xs.length && r.runc.length ? firstS(xs).median * 1000 <= runcMs + 100 : null,
+  });
+  const fetched = r.protoColdFetched.length ? spread(r.protoColdFetched.map((f) => f.bytes)).median : cliColdFetched;
+  const haveFetched = r.protoColdFetched.length > 0 || r.coldFetched.length > 0;
+  return [
+    warm('via the protocol (no CLI)', r.protoWarm),
+    warm('with the CLI (node start-up included)', r.warm),
+    {
+      what: `container (${name}): cold start via the protocol, hub on loopback`, target: '≤ 0.5 s',
+      measured: r.protoCold.length ? ms(r.protoCold) : 'unavailable', met: r.protoCold.length ? firstS(r.protoCold).median <= 0.5 : null,
+    },
+    {
+      what: `container (${name}): image bytes a cold start fetched (hub /api/stats)`, target: '≤ 5 % (judged on the stored blocks)',
+      measured: haveFetched ? `${pct(fetched, r.size.blockBytes)} of the flist's stored blocks (${MB(fetched)} of ${MB(r.size.blockBytes)} MB); ${pct(fetched, r.image.info.tar_bytes)} of the ${MB(r.image.info.tar_bytes)} MB image .tar` : 'unavailable',
+      met: haveFetched ? fetched / r.size.blockBytes <= 0.05 : null,
+    },
+  ];
+}

@@ -211,6 +211,29 @@ export interface BenchResult {
   data: Record<string, unknown>;
   /** Bar charts (bench/plot.ts), written as <date>[-quick]-<name>.svg and linked from the Markdown. */
   plots?: Plot[];
+  /** Issue targets this bench measured; run.ts gathers them into one table. */
+  targets?: Target[];
+}
+
+/** One measured figure against its target. met: null when it could not be measured. */
+export interface Target {
+  what: string;
+  target: string;
+  measured: string;
+  met: boolean | null;
+  /** a figure the issue asks to report, with no bound to meet */
+  info?: boolean;
+}
+
+/** The targets of a run as one table: what, target, measured, met. */
+export function targetsTable(targets: Target[], title: string): Table {
+  const met = (m: boolean | null): string => (m === null ? 'not measured' : m ? 'met' : 'NOT met');
+  return {
+    title,
+    headers: ['what', 'target', 'measured', 'met?'],
+    rows: targets.map((t) => [t.what, t.target, t.measured, t.info ? '–' : met(t.met)]),
+    notes: ['Each figure is from the bench section named first in its row, same run; median [min–max] unless said.'],
+  };
 }
 
 const NUMERIC = /^[-+]?[\d.,]+(\s*[×%x])?(\s*\[.*\])?$/;

@@ -5,7 +5,7 @@ import { codecBench } from './codec';
 import { containerBench } from './container';
 import { imagesBench } from './images';
 import { log, setLabel } from '../harness/cleanup';
-import { type BenchResult, type Context, markdownTable, writeResults } from './lib';
+import { type BenchResult, type Context, markdownTable, targetsTable, writeResults } from './lib';
 import { hubIngest } from './hub-ingest';
 import { ingest } from './ingest';
 import { mountBench } from './mount';
@@ -56,6 +56,12 @@ async function main(): Promise<void> {
       failed = true;
       log(`${name} failed: ${(e as Error).stack ?? e}`);
     }
+  }
+  const targets = results.flatMap((r) => r.targets ?? []);
+  if (targets.length) {
+    const t = targetsTable(targets, 'Issue 12 targets, this run');
+    ctx.print(t);
+    results.unshift({ name: 'targets', tables: [t], data: { targets } });
   }
   if (results.length) {
     const files = writeResults(results, quick);

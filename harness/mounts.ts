@@ -44,6 +44,18 @@ export function mountsUnder(dir: string): string[] {
   return mountPoints().filter((m) => m.startsWith(`${d}/`)).sort((a, b) => b.length - a.length);
 }
 
+/** How many mounts strictly below dir have each filesystem type (fuse.*, overlay, …). */
+export function mountTypesUnder(dir: string): Record<string, number> {
+  const d = canonical(dir);
+  const out: Record<string, number> = {};
+  for (const f of mountinfo()) {
+    if (!unescapeMount(f[4]).startsWith(`${d}/`)) continue;
+    const type = f[f.indexOf('-') + 1];
+    out[type] = (out[type] ?? 0) + 1;
+  }
+  return out;
+}
+
 /** Lazily detaches every mount strictly below dir (deepest first). */
 export function detachUnder(dir: string): void {
   for (const m of mountsUnder(dir)) {
