@@ -380,7 +380,9 @@ export class Vms {
     const vm = this.live(uuid);
     const d = vm.drives.find((x) => x.url === url);
     if (!d) throw notFound(`media '${url}' is not attached to vm '${vm.spec.name}'`);
-    await vm.qmp.execute('block_set_io_throttle', { id: d.device.id, bps: 0, bps_rd: 0, bps_wr: 0, iops: 0, iops_rd: 0, iops_wr: 0, ...tune });
+    // the guest device's QOM path (virtio-blk keeps its backend one level down)
+    const id = d.cdrom ? String(d.device.id) : `/machine/peripheral/${String(d.device.id)}/virtio-backend`;
+    await vm.qmp.execute('block_set_io_throttle', { id, bps: 0, bps_rd: 0, bps_wr: 0, iops: 0, iops_rd: 0, iops_wr: 0, ...tune });
   }
 
   async info(uuid: unknown): Promise<Record<string, unknown>> {
@@ -389,11 +391,26 @@ export class Vms {
     const blocks = (await vm.qmp.execute('query-blockstats')) as { qdev?: string; 'node-name'?: string; stats: Record<string, number> }[];
     const Vcpu = cpus.map((c) => ({ State: vm.state === 'running' ? 1 : 3, Time: threadTime(vm.child?.pid, c['thread-id']) }));
     const Net = vm.nics.map((n) => ({ Name: n.tap, ...tapCounters(n.tap) }));
-    const Block = blocks.map((b) => ({
-      Name: String(b.qdev ?? b['node-name'] ?? '').replace(/^dev-/, '').replace(/\/virtio-backend$/, ''),
-      RdBytes: b.stats.rd_bytes, RdTimes: b.stats.rd_operations, WrBytes: b.stats.wr_bytes, WrTimes: b.stats.wr_operations,
-    }));
+    const Block = blocks.map((b) => {
+      const d = vm.drives.find((x) => x.node === b['node-name'] || (b.qdev ?? '').includes(`/${String(x.device.id)}/`) || b.qdev === x.device.id);
+      return { Name: d?.target ?? String(b.qdev ?? b['node-name'] ?? ''), RdBytes: b.stats.rd_bytes, RdTimes: b.stats.rd_operations, WrBytes: b.stats.wr_bytes, WrTimes: b.stats.wr_operations };
+    });
     return { Vcpu, Net, Block };
+  }
+
+  /** I/O limits in force per disk target (query-block), for kvm.infops. */
+  async throttles(uuid: unknown): Promise<Record<string, Record<string, number>>> {
+    const vm = this.live(uuid);
+    const blocks = (await vm.qmp.execute('query-block')) as { qdev?: string; inserted?: Record<string, unknown> & { 'node-name'?: string } }[];
+    const out: Record<string, Record<string, number>> = {};
+    for (const b of blocks) {
+      const d = vm.drives.find((x) => (b.qdev ?? '').includes(String(x.device.id)));
+      if (!d || !b.inserted) continue;
+      const t: Record<string, number> = {};
+      for (const k of ['bps', 'bps_rd', 'bps_wr', 'iops', 'iops_rd', 'iops_wr']) t[k] = Number(b.inserted[k] ?? 0);
+      out[d.target] = t;
+    }
+    return out;
   }
 
   /** Live migration to a target prepared by kvm.prepare_migration_target; the source ends. */

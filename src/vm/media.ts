@@ -20,6 +20,8 @@ export interface Media {
 export interface Drive {
   url: string;
   node: string;
+  /** vda, vdb … (virtio) or hda … (IDE cdroms), as upstream's libvirt targets */
+  target: string;
   cdrom: boolean;
   /** the -blockdev / blockdev-add object */
   blockdev: Record<string, unknown>;
@@ -94,7 +96,8 @@ export async function resolveMedia(m: Media, o: { id: string; n: number; flistRo
   const device = cdrom
     ? { driver: 'ide-cd', id: `dev-${node}`, drive: node, bus: `ide.${Math.floor(o.n / 2)}`, unit: o.n % 2 }
     : { driver: 'virtio-blk-pci', id: `dev-${node}`, drive: node };
-  return { url: m.url, node, cdrom, blockdev, device, overlay };
+  const target = `${cdrom ? 'hd' : 'vd'}${String.fromCharCode(97 + (o.n % 26))}`;
+  return { url: m.url, node, target, cdrom, blockdev, device, overlay };
 }
 
 /** "driver=…,key=value" for -device from an object. */

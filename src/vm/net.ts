@@ -41,7 +41,7 @@ export class VmNet {
   constructor(private readonly dir: string, private readonly log: (l: string) => void) {}
 
   private get hosts(): string {
-    return path.join(this.dir, 'dhcp-hosts');
+    return path.join(this.dir, 'hosts.d');
   }
 
   private get pidFile(): string {
@@ -56,7 +56,7 @@ export class VmNet {
       await run('nft', ['-f', '-'], [
         `add table ip ${TABLE}`,
         `add chain ip ${TABLE} pre { type nat hook prerouting priority dstnat; policy accept; }`,
-        `add chain ip ${TABLE} out { type nat hook output priority dstnat; policy accept; }`,
+        `add chain ip ${TABLE} out { type nat hook output priority -100; policy accept; }`,
         `add chain ip ${TABLE} post { type nat hook postrouting priority srcnat; policy accept; }`,
         `add rule ip ${TABLE} post ip saddr 172.19.0.0/16 ip daddr != 172.19.0.0/16 masquerade`,
         '',
@@ -64,10 +64,10 @@ export class VmNet {
       fs.writeFileSync('/proc/sys/net/ipv4/ip_forward', '1\n');
     }
     if (this.dnsmasq && alive(this.dnsmasq)) return;
-    if (!fs.existsSync(this.hosts)) fs.writeFileSync(this.hosts, '');
+    fs.mkdirSync(this.hosts, { recursive: true });
     const child = spawn('dnsmasq', [
-      '--keep-in-foreground', '--conf-file=/dev/null', `--interface=${BRIDGE}`, '--bind-interfaces', '--except-interface=lo',
-      '--port=0', '--dhcp-range=172.19.0.2,172.19.255.254,255.255.0.0,static,1h', `--dhcp-hostsfile=${this.hosts}`,
+      '--keep-in-foreground', '--conf-file=/dev/null', '--user=root', '--group=root', `--interface=${BRIDGE}`, '--bind-interfaces', '--except-interface=lo',
+      '--port=0', '--dhcp-range=172.19.0.0,static,255.255.0.0,1h', `--dhcp-hostsdir=${this.hosts}`,
       `--dhcp-leasefile=${path.join(this.dir, 'leases')}`, `--pid-file=${this.pidFile}`, '--dhcp-option=3,172.19.0.1',
     ], { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
     let err = '';
@@ -105,11 +105,16 @@ export class VmNet {
     return { type: nic.type, id: nic.id, tap, mac, bridge, ip };
   }
 
+  /** One file per VM in dnsmasq's hosts directory (new files are read at once, removals on SIGHUP). */
   private lease(uuid: string, mac: string, ip: string, on: boolean): void {
-    const lines = fs.existsSync(this.hosts) ? fs.readFileSync(this.hosts, 'utf8').split('\n').filter((l) => l && !l.endsWith(`# ${uuid}`)) : [];
-    if (on) lines.push(`${mac},${ip} # ${uuid}`);
-    fs.writeFileSync(this.hosts, lines.map((l) => `${l}\n`).join(''));
-    if (this.dnsmasq && alive(this.dnsmasq)) process.kill(this.dnsmasq, 'SIGHUP');
+    const f = path.join(this.hosts, uuid);
+    if (on) {
+      fs.mkdirSync(this.hosts, { recursive: true });
+      fs.writeFileSync(f, `${mac},${ip}\n`);
+    } else if (fs.existsSync(f)) {
+      fs.rmSync(f);
+      if (this.dnsmasq && alive(this.dnsmasq)) process.kill(this.dnsmasq, 'SIGHUP');
+    }
   }
 
   /** host port → guest port on the VM's default address, until the VM stops. */

@@ -82,7 +82,10 @@ export function kvmHandlers(vms: Vms): Record<string, Handler> {
     'kvm.pause': simple((u) => vms.pause(u)),
     'kvm.resume': simple((u) => vms.resume(u)),
     'kvm.info': (raw) => vms.info(uuidArgs(raw).uuid),
-    'kvm.infops': async (raw) => ({ ...(await vms.info(uuidArgs(raw).uuid)), ...vms.details(uuidArgs(raw).uuid) }),
+    'kvm.infops': async (raw) => {
+      const { uuid } = uuidArgs(raw);
+      return { ...(await vms.info(uuid)), Throttle: await vms.throttles(uuid), ...vms.details(uuid) };
+    },
     'kvm.get': (raw) => vms.details(uuidArgs(raw).uuid),
     'kvm.console': (raw) => vms.console(uuidArgs(raw).uuid),
     'kvm.list': () => vms.list(),
