@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Client } from '../src/agent/client';
 import { seqIp } from '../src/vm/net';
 import { type AgentProcess, makeNetns, startAgent } from './helpers/agent';
+import { g8os } from './helpers/cli';
 import { buildGuest, type GuestFlists, MARKER } from './helpers/guest';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -227,6 +228,30 @@ describe('kvm.* bad input: one line each, nothing left behind', () => {
     await c.json('kvm.destroy', { uuid });
     expect(leftovers(a)).toEqual([]);
     expect((await err(c, 'kvm.pause', { uuid })).code).toBe(404);
+  }, 120_000);
+
+  it('g8os vm create|ls|console|info|rm through the CLI; bad input exits non-zero with one line', async () => {
+    const ag = ['--agent', a.socket];
+    let r = await g8os(['vm', 'create', 'cli1', '--flist', guest.stay, '--cpu', '1', '--memory', '128', ...ag], { timeoutMs: 120_000 });
+    expect(r.code, r.stderr).toBe(0);
+    const uuid = r.stdout.trim();
+    r = await g8os(['vm', 'ls', ...ag]);
+    expect(r.stdout).toMatch(new RegExp(`^\\d+\t${uuid}\tcli1\trunning\t59\\d\\d$`, 'm'));
+    await waitConsole(c, uuid, /G8TICK 1/);
+    r = await g8os(['vm', 'console', 'cli1', ...ag]);
+    expect(r.stdout).toContain('G8GUEST-UP');
+    r = await g8os(['vm', 'info', 'cli1', ...ag]);
+    expect(JSON.parse(r.stdout)).toMatchObject({ uuid, name: 'cli1', state: 'running' });
+    r = await g8os(['vm', 'create', 'cli1', '--flist', guest.stay, '--memory', '128', ...ag]);
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toContain("a vm named 'cli1' exists");
+    r = await g8os(['vm', 'create', 'cli2', '--cpu', 'two', ...ag]);
+    expect(r.code).toBe(2);
+    r = await g8os(['vm', 'rm', 'cli1', ...ag]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(await c.json('kvm.list', {})).toEqual([]);
+    expect(leftovers(a)).toEqual([]);
   }, 120_000);
 
   it('qemu missing from PATH: one-line error', async () => {

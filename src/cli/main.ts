@@ -7,6 +7,7 @@ import { hubCommand } from './hub';
 import { mountCommand, umountCommand } from './mount';
 import { startCommand } from './start';
 import { UsageError } from './util';
+import { vmCommand } from './vm';
 
 export function program(): Command {
   const p = new Command('g8os')
@@ -21,6 +22,7 @@ export function program(): Command {
   p.addCommand(mountCommand());
   p.addCommand(umountCommand());
   for (const c of agentCommands()) p.addCommand(c);
+  p.addCommand(vmCommand());
   // Every subcommand reports bad usage through the same path (one line, exit 2).
   const exitOverride = (c: Command): void => {
     c.exitOverride();
