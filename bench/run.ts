@@ -8,9 +8,10 @@ import { hubIngest } from './hub-ingest';
 import { ingest } from './ingest';
 import { mountBench } from './mount';
 import { open } from './open';
+import { vmBench } from './vm';
 
 const BENCHES: Record<string, (ctx: Context) => Promise<BenchResult>> = {
-  images: imagesBench, ingest, open, hub: hubIngest, mount: mountBench, agent: agentBench, container: containerBench,
+  images: imagesBench, ingest, open, hub: hubIngest, mount: mountBench, agent: agentBench, container: containerBench, vm: vmBench,
 };
 
 function usage(msg?: string): never {
