@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 # containers: gcc + libc6-dev (libc.a) for the static g8init helper, nftables, iproute2, runc
 # (the bench baseline); python3-redis runs the spec-written Python client in the agent tests;
 # chromium is the real browser the web tests drive (playwright-core, no browser download).
-PACKAGES=(libfuse2 fuse redis-server busybox-static bzip2 xz-utils ca-certificates time curl attr gcc libc6-dev nftables runc iproute2 util-linux python3 python3-redis chromium mmdebstrap fio qemu-utils nbdkit libnbd-bin nbd-client parted btrfs-progs dnsmasq-base)
+PACKAGES=(libfuse2 fuse redis-server busybox-static bzip2 xz-utils ca-certificates time curl attr gcc libc6-dev nftables runc iproute2 util-linux python3 python3-redis chromium mmdebstrap fio qemu-utils nbdkit libnbd-bin nbd-client parted btrfs-progs dnsmasq-base qemu-system-x86 linux-image-cloud-amd64)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")

@@ -15,12 +15,14 @@ import { diskHandlers } from './builtins/disk';
 import { filesystemHandlers } from './builtins/filesystem';
 import { infoHandlers } from './builtins/info';
 import { nbdHandlers } from './builtins/nbd';
+import { kvmHandlers } from './builtins/kvm';
 import { processHandlers } from './builtins/process';
 import { extensionHandlers, systemHandlers } from './builtins/system';
 import { zerotierHandlers } from './builtins/zerotier';
 import { Containers } from './containers';
 import { type JobMessage, Jobs } from './jobs';
 import { RedisServer } from './redis-server';
+import { Vms } from '../vm';
 import { CommandError, type Command, type Handler, type Place, type Result } from './types';
 
 export interface AgentOptions {
@@ -74,6 +76,7 @@ export class Agent {
   private bus!: Bus;
   private host!: Jobs;
   private containers!: Containers;
+  private vms!: Vms;
   private readonly inContainer = new Map<number, Jobs>();
   private readonly logs = new Map<number, string[]>();
   private loop?: Promise<void>;
@@ -111,6 +114,7 @@ export class Agent {
   private async init(): Promise<void> {
     this.bus = new Bus({ path: this.redis.socket, password: this.o.password || undefined });
     const g = this.config.globals;
+    const instance = `g8os-${crypto.createHash('sha1').update(this.o.dataDir).digest('hex').slice(0, 8)}`;
     this.containers = new Containers({
       dataDir: path.join(this.o.dataDir, 'containers'),
       mountDir: path.join(this.o.dataDir, 'mounts'),
@@ -121,11 +125,13 @@ export class Agent {
       bridge: this.config.containers.bridge,
       cidr: this.config.containers.cidr,
       // cgroup names of this agent only: several agents (tests, benches) may share a machine
-      instance: `g8os-${crypto.createHash('sha1').update(this.o.dataDir).digest('hex').slice(0, 8)}`,
+      instance,
       log: (l) => this.log('WARNING', l),
       onExit: (id) => this.containerGone(id),
     });
     await this.containers.init();
+    this.vms = new Vms({ dir: path.join(this.o.dataDir, 'vms'), mounts: this.containers.mounts, storage: g.storage, instance, log: (l) => this.log('WARNING', l) });
+    await this.vms.init();
     const handlers: Record<string, Handler> = {
       ...systemHandlers(),
       ...extensionHandlers(this.config.extension),
@@ -143,6 +149,7 @@ export class Agent {
       ...diskHandlers(),
       ...btrfsHandlers(),
       ...zerotierHandlers(),
+      ...kvmHandlers(this.vms),
       ...corexHandlers(this.containers, (id, cmd) => this.dispatch(id, cmd)),
       'corex.logs': (raw) => this.logs.get(logsArgs(raw).container as number) ?? [],
     };
@@ -253,6 +260,7 @@ export class Agent {
     this.stopping = true;
     await this.host.stop().catch(() => undefined);
     await Promise.all([...this.inContainer.values()].map((j) => j.stop().catch(() => undefined)));
+    await this.vms.shutdown().catch((e: Error) => this.log('ERROR', `vm shutdown: ${e.message}`));
     await this.containers.shutdown().catch((e: Error) => this.log('ERROR', `container shutdown: ${e.message}`));
     await this.bus.close();
     await this.loop?.catch(() => undefined);

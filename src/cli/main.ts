@@ -8,6 +8,7 @@ import { hubCommand } from './hub';
 import { mountCommand, umountCommand } from './mount';
 import { startCommand } from './start';
 import { nbdCommand, vdiskCommand } from './vdisk';
+import { vmCommand } from './vm';
 
 export function program(): Command {
   const p = new Command('g8os')
@@ -24,6 +25,7 @@ export function program(): Command {
   p.addCommand(vdiskCommand());
   p.addCommand(nbdCommand());
   for (const c of agentCommands()) p.addCommand(c);
+  p.addCommand(vmCommand());
   // Every subcommand reports bad usage through the same path (one line, exit 2).
   const exitOverride = (c: Command): void => {
     c.exitOverride();
