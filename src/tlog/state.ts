@@ -3,7 +3,7 @@
 // writes since it, not the whole history. New snapshots are made the same way (the newest one
 // plus everything after it), and retention drops what precedes the oldest kept snapshot.
 import { G8osError } from '../errors';
-import { type Aggregation, decodeAggregation } from './record';
+import { type Aggregation, decodeAggregation, hashOf } from './record';
 import { type SnapInfo, type TlogStore } from './store';
 
 export interface Target {
@@ -51,10 +51,12 @@ export async function stateAt(store: TlogStore, id: string, t: Target): Promise<
   for (let n = snap.agg + 1; n <= head.head && !done; n += BATCH) {
     const ns: number[] = [];
     for (let k = n; k < n + BATCH && k <= head.head; k++) ns.push(k);
-    const raws = await store.aggregations(id, ns);
+    const [raws, hdrs] = await Promise.all([store.aggregations(id, ns), store.headersOf(id, ns)]);
     for (let k = 0; k < ns.length && !done; k++) {
       const raw = raws[k];
-      if (!raw) throw new G8osError('corrupt', `log of ${id}: aggregation ${ns[k]} is missing`);
+      if (!raw) throw new G8osError('corrupt', `log of ${id}: aggregation ${id}#${ns[k]} is missing`);
+      // what is replayed is what was stored: its hash as recorded at append
+      if (hashOf(raw).toString('hex') !== hdrs[k]?.hash) throw new G8osError('corrupt', `log of ${id}: aggregation ${id}#${ns[k]} does not match its recorded hash`);
       const a: Aggregation = decodeAggregation(raw, `${id}#${ns[k]}`);
       if (a.reset) {
         // a rollback happened here; its snapshot at firstSeq is the state from then on

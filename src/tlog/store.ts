@@ -119,6 +119,12 @@ export class TlogStore {
     return Object.values(all).map((v) => JSON.parse(v) as AggHeader).sort((a, b) => a.n - b.n);
   }
 
+  async headersOf(id: string, ns: number[]): Promise<(AggHeader | null)[]> {
+    if (!ns.length) return [];
+    const v = await this.run('HMGET', (c) => c.hmget(key(id, 'hdr'), ...ns.map(String)));
+    return v.map((x) => (x ? (JSON.parse(x) as AggHeader) : null));
+  }
+
   async header(id: string, n: number): Promise<AggHeader | null> {
     const v = await this.run('HGET', (c) => c.hget(key(id, 'hdr'), String(n)));
     return v ? (JSON.parse(v) as AggHeader) : null;
