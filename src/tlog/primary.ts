@@ -30,6 +30,11 @@ export async function storedBlocks(cluster: Cluster, m: VdiskMeta): Promise<Map<
 
 const TMP = '~rollback';
 
+/** runs fn over items, 128 at a time (pipelined round trips, bounded memory) */
+async function inBatches<T>(items: T[], fn: (x: T) => Promise<void>): Promise<void> {
+  for (let i = 0; i < items.length; i += 128) await Promise.all(items.slice(i, i + 128).map(fn));
+}
+
 /**
  * Writes map (index → hash, bytes in `blocks`) under temporary keys. Returns the swap (one
  * rename per server; the old content's counts dropped after it) and an undo for failures.
@@ -46,11 +51,13 @@ export async function stage(cluster: Cluster, m: VdiskMeta, map: Map<number, Buf
     const sectors = new Map<number, Buffer>();
     const counted: Buffer[] = [];
     try {
-      for (const [i, h] of map) {
+      await inBatches([...map], async ([i, h]) => {
         const d = bytesOf(h);
         if (!blake2b256(d).equals(h)) throw new G8osError('corrupt', `restore of ${m.id}: block ${i} does not match its hash`);
         await cluster.forHash(h).blockPut(h, d, 1);
         counted.push(h);
+      });
+      for (const [i, h] of map) {
         const n = Math.floor(i / SECTOR_HASHES);
         let s = sectors.get(n);
         if (!s) sectors.set(n, (s = Buffer.alloc(SECTOR_HASHES * 32)));
@@ -82,7 +89,7 @@ export async function stage(cluster: Cluster, m: VdiskMeta, map: Map<number, Buf
   };
   try {
     await Promise.all(cluster.servers.map((s) => s.del(tmp)));
-    for (const [i, h] of map) await cluster.forIndex(i).hset(tmp, String(i), bytesOf(h));
+    await inBatches([...map], ([i, h]) => cluster.forIndex(i).hset(tmp, String(i), bytesOf(h)));
     await cluster.flush();
   } catch (e) {
     await undo();

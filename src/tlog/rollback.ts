@@ -56,7 +56,9 @@ export async function rollback(cluster: Cluster, store: TlogStore, id: string, t
     try {
       const now = BigInt(Date.now()) * 1_000_000n;
       const ts = now > head.lastTs ? now : head.lastTs + 1n;
-      await store.putSnapshot(id, { seq: resetSeq, agg: n, tsNs: String(ts), blocks: st.map.size, kind: 'rollback', created: new Date().toISOString() }, st.map, blocks);
+      // blocks from the snapshot store are there already; only those written since it are new
+      const fresh = new Map([...st.data].filter(([h]) => blocks.has(h)));
+      await store.putSnapshot(id, { seq: resetSeq, agg: n, tsNs: String(ts), blocks: st.map.size, kind: 'rollback', created: new Date().toISOString() }, st.map, fresh);
       const bytes = encodeAggregation({ vdisk: id, n, prev: head.headHash ?? Buffer.alloc(32), firstSeq: resetSeq, tsNs: ts, records: [], reset: true });
       const hash = hashOf(bytes);
       await store.append(id, n, bytes, hash, head.headHash ?? Buffer.alloc(32), {
