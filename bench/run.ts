@@ -1,4 +1,4 @@
-// `npm run bench [-- --quick] [-- --only images,codec,ingest,open,hub,mount,agent,container,nbd]`: runs the selected benchmarks in order,
+// `npm run bench [-- --quick] [-- --only images,codec,ingest,open,hub,mount,agent,container,nbd,tlog]`: runs the selected benchmarks in order,
 // prints each table when ready and writes bench/results/<date>[-quick].{json,md} at the end.
 import { agentBench } from './agent';
 import { codecBench } from './codec';
@@ -11,9 +11,10 @@ import { ingest } from './ingest';
 import { mountBench } from './mount';
 import { nbdBench } from './nbd';
 import { open } from './open';
+import { tlogBench } from './tlog';
 
 const BENCHES: Record<string, (ctx: Context) => Promise<BenchResult>> = {
-  images: imagesBench, codec: codecBench, ingest, open, hub: hubIngest, mount: mountBench, agent: agentBench, container: containerBench, nbd: nbdBench,
+  images: imagesBench, codec: codecBench, ingest, open, hub: hubIngest, mount: mountBench, agent: agentBench, container: containerBench, nbd: nbdBench, tlog: tlogBench,
 };
 
 function usage(msg?: string): never {
