@@ -11,10 +11,11 @@ import { ingest } from './ingest';
 import { mountBench } from './mount';
 import { nbdBench } from './nbd';
 import { open } from './open';
+import { tlogBench } from './tlog';
 import { vmBench } from './vm';
 
 const BENCHES: Record<string, (ctx: Context) => Promise<BenchResult>> = {
-  images: imagesBench, codec: codecBench, ingest, open, hub: hubIngest, mount: mountBench, agent: agentBench, container: containerBench, nbd: nbdBench, vm: vmBench,
+  images: imagesBench, codec: codecBench, ingest, open, hub: hubIngest, mount: mountBench, agent: agentBench, container: containerBench, nbd: nbdBench, vm: vmBench, tlog: tlogBench,
 };
 
 function usage(msg?: string): never {

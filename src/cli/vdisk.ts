@@ -9,6 +9,7 @@ import { exportImage, importImage } from '../vdisk/image';
 import { nondedupKey } from '../vdisk/nondedup';
 import { VDISK_TYPES, type VdiskMeta, type VdiskType } from '../vdisk/types';
 import { UsageError } from './util';
+import { addTlogVerbs } from './vdisk-tlog';
 
 const DEFAULT_STORAGE = 'redis://127.0.0.1:6379';
 const storageHelp = `storage cluster: comma-separated redis://host:port[/db], redis+unix:///sock, dir:///path (default $G8OS_VDISK_STORAGE or ${DEFAULT_STORAGE})`;
@@ -136,6 +137,7 @@ export function vdiskCommand(): Command {
       const n = await withCluster(o, (c) => c.sweep());
       process.stdout.write(`swept ${n} blocks\n`);
     });
+  addTlogVerbs(v, storageHelp, DEFAULT_STORAGE);
   return v;
 }
 
@@ -147,10 +149,16 @@ export function nbdCommand(): Command {
     .option('--listen <addr>', 'unix socket path or host:port')
     .option('--storage <addr>', storageHelp)
     .option('--vdisk <id...>', 'serve only these ids (default: every vdisk in the index)')
-    .action(async (o: StorageFlag & { config?: string; listen?: string; vdisk?: string[] }) => {
+    .option('--tlog <addr>', 'log server for boot/db vdisks: redis://host:port[/db] (transaction log, rollback)')
+    .option('--tlog-flush-size <n>', 'records per aggregation', '25')
+    .option('--tlog-flush-time <s>', 'seconds before a partial aggregation is written', '25')
+    .option('--snapshot-every <n>', 'a snapshot every n sequences', '10000')
+    .option('--snapshot-interval <s>', 'or every s seconds with writes', '600')
+    .option('--retain <n>', 'snapshots kept', '8')
+    .action(async (o: StorageFlag & { config?: string; listen?: string; vdisk?: string[]; tlog?: string; tlogFlushSize: string; tlogFlushTime: string; snapshotEvery: string; snapshotInterval: string; retain: string }) => {
       let cfg: ServeConfig;
       if (o.config) {
-        if (o.listen || o.storage || o.vdisk) throw new UsageError('--config excludes --listen, --storage and --vdisk');
+        if (o.listen || o.storage || o.vdisk || o.tlog) throw new UsageError('--config excludes --listen, --storage, --vdisk and --tlog');
         cfg = loadConfig(o.config);
       } else {
         if (!o.listen) throw new UsageError('give --config or --listen');
@@ -159,6 +167,18 @@ export function nbdCommand(): Command {
           templateTimeoutMs: 30_000, sweepIntervalMs: 60_000,
           vdisks: o.vdisk ? new Map(o.vdisk.map((id) => [id, {}])) : undefined,
         };
+        if (o.tlog) {
+          const pos = (v: string, flag: string): number => {
+            const x = Number(v);
+            if (!(x > 0)) throw new UsageError(`${flag} ${JSON.stringify(v)}: a positive number`);
+            return x;
+          };
+          cfg.tlog = {
+            storage: o.tlog, flushSize: Math.floor(pos(o.tlogFlushSize, '--tlog-flush-size')), flushTimeMs: pos(o.tlogFlushTime, '--tlog-flush-time') * 1000,
+            snapshotEvery: Math.floor(pos(o.snapshotEvery, '--snapshot-every')), snapshotIntervalMs: pos(o.snapshotInterval, '--snapshot-interval') * 1000,
+            retainSnapshots: Math.floor(pos(o.retain, '--retain')),
+          };
+        }
       }
       parseListen(cfg.listen);
       const log = (l: string): void => {

@@ -6,6 +6,9 @@ import { createVdisk, getMeta } from '../vdisk/catalog';
 import { openCluster } from '../vdisk/cluster';
 import type { ServeConfig } from '../vdisk/config';
 import { ClusterExports } from '../vdisk/exports';
+import { tlogWrap } from '../tlog/backend';
+import { TlogStore } from '../tlog/store';
+import { DEFAULT_SETTINGS } from '../tlog/writer';
 import { NbdServer } from './server';
 
 export interface Running {
@@ -22,6 +25,7 @@ export function parseListen(listen: string): string | { host: string; port: numb
 
 export async function serve(cfg: ServeConfig, log: (l: string) => void = () => undefined): Promise<Running> {
   const cluster = openCluster(cfg.storage, { timeoutMs: Math.min(cfg.templateTimeoutMs, 10_000) });
+  const tlog = cfg.tlog ? new TlogStore(cfg.tlog.storage) : undefined;
   try {
     for (const [id, e] of cfg.vdisks ?? []) {
       if (e.create && !(await getMeta(cluster, id))) {
@@ -32,6 +36,7 @@ export async function serve(cfg: ServeConfig, log: (l: string) => void = () => u
     const readOnly = new Set([...(cfg.vdisks ?? [])].filter(([, e]) => e.readOnly).map(([id]) => id));
     const exports = new ClusterExports(cluster, {
       ids: cfg.vdisks ? [...cfg.vdisks.keys()] : undefined, readOnly, timeoutMs: cfg.templateTimeoutMs, log,
+      wrap: tlog && cfg.tlog ? tlogWrap(tlog, { ...DEFAULT_SETTINGS, ...stripStorage(cfg.tlog) }, log) : undefined,
     });
     await exports.refresh();
     const server = new NbdServer({ exports, defaultExport: cfg.defaultExport, log });
@@ -54,11 +59,18 @@ export async function serve(cfg: ServeConfig, log: (l: string) => void = () => u
         await server.close();
         await exports.closeAll();
         await cluster.close();
+        await tlog?.close();
         if (typeof where === 'string') rmSync(where, { force: true });
       },
     };
   } catch (e) {
     await cluster.close();
+    await tlog?.close();
     throw e;
   }
+}
+
+function stripStorage<T extends { storage: string }>(t: T): Omit<T, 'storage'> {
+  const { storage: _s, ...rest } = t;
+  return rest;
 }

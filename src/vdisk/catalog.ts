@@ -1,7 +1,7 @@
 // The vdisk index of a cluster (the hash `vdisks` on its first server: id → JSON properties,
 // so listing is one HGETALL, not a SCAN) and the verbs over it: create, copy, delete, open.
 import { G8osError } from '../errors';
-import { BlockVdisk } from './blockdisk';
+import { type BlockBackend, BlockVdisk } from './blockdisk';
 import type { Cluster } from './cluster';
 import { DedupBackend, hashesOf, lbaKey, recount } from './dedup';
 import { hashReady } from './hash';
@@ -143,6 +143,8 @@ export interface OpenOptions {
   log?: (l: string) => void;
   /** overrides the stored read-only flag to true (an export configured read-only) */
   readOnly?: boolean;
+  /** wraps the block backend (the transaction log hooks in here; src/tlog/backend.ts) */
+  wrap?: (cluster: Cluster, meta: VdiskMeta, backend: BlockBackend) => Promise<BlockBackend>;
 }
 
 /** Opens a vdisk for serving. A tmp vdisk is deleted when closed. */
@@ -152,9 +154,17 @@ export async function openVdisk(cluster: Cluster, id: string, o: OpenOptions = {
   if (o.readOnly) meta.readOnly = true;
   let template: TemplateSource | undefined;
   if (meta.template) template = templateSource(meta.template.source, meta.blockSize, o.timeoutMs);
-  const backend = meta.type === 'boot'
+  let backend: BlockBackend = meta.type === 'boot'
     ? new DedupBackend(cluster, id, template, o.log)
     : new NondedupBackend(cluster, id, template && meta.template ? { source: template, vdisk: meta.template.vdisk } : undefined, o.log);
+  if (o.wrap) {
+    try {
+      backend = await o.wrap(cluster, meta, backend);
+    } catch (e) {
+      await template?.close();
+      throw e;
+    }
+  }
   return new BlockVdisk(meta, backend, async () => {
     await template?.close();
     if (meta.type === 'tmp') await wipeData(cluster, meta);

@@ -8,6 +8,13 @@
 //   [vdisks.vd1]                           # served ids (none listed: every vdisk in the index)
 //   readOnly = true                        # export it read-only
 //   type = "tmp"; size = "1G"              # created with these properties when absent
+//   [tlog]                                 # transaction log of boot and db vdisks (src/tlog)
+//   storage = "redis://127.0.0.1:6380"     # the log server (its own redis-server)
+//   flushSize = 25; flushTime = 25         # records per aggregation; seconds before a partial one
+//   snapshotEvery = 10000                  # a snapshot every N sequences…
+//   snapshotInterval = 600                 # …or every T seconds with writes
+//   retain = 8                             # snapshots kept (the log before the oldest is dropped)
+//   ackTimeout = 30                        # seconds before FLUSH fails while the log is away
 import { readFileSync } from 'node:fs';
 import { parse } from 'smol-toml';
 import { G8osError } from '../errors';
@@ -26,9 +33,25 @@ export interface ServeConfig {
   templateTimeoutMs: number;
   sweepIntervalMs: number;
   vdisks?: Map<string, VdiskEntry>;
+  tlog?: TlogConfig;
 }
 
-const KEYS = new Set(['listen', 'storage', 'default', 'templateTimeout', 'sweepInterval', 'vdisks']);
+export interface TlogConfig {
+  storage: string;
+  flushSize?: number;
+  flushTimeMs?: number;
+  snapshotEvery?: number;
+  snapshotIntervalMs?: number;
+  retainSnapshots?: number;
+  ackTimeoutMs?: number;
+}
+
+const TKEYS: Record<string, keyof TlogConfig> = {
+  storage: 'storage', flushSize: 'flushSize', flushTime: 'flushTimeMs', snapshotEvery: 'snapshotEvery',
+  snapshotInterval: 'snapshotIntervalMs', retain: 'retainSnapshots', ackTimeout: 'ackTimeoutMs',
+};
+
+const KEYS = new Set(['listen', 'storage', 'default', 'templateTimeout', 'sweepInterval', 'vdisks', 'tlog']);
 const VKEYS = new Set(['readOnly', 'type', 'size', 'blockSize', 'template']);
 
 export function parseConfig(text: string, where = 'config'): ServeConfig {
@@ -82,6 +105,20 @@ export function parseConfig(text: string, where = 'config'): ServeConfig {
       cfg.vdisks.set(id, e);
     }
     if (cfg.defaultExport && !cfg.vdisks.has(cfg.defaultExport)) bad(`default ${cfg.defaultExport} is not under [vdisks]`);
+  }
+  if (raw.tlog !== undefined) {
+    const t = raw.tlog as Record<string, unknown>;
+    if (typeof t !== 'object' || t === null) bad('tlog must be a table');
+    if (typeof t.storage !== 'string' || !t.storage) bad('tlog.storage must be the log server address');
+    const out: TlogConfig = { storage: t.storage as string };
+    for (const [k, v] of Object.entries(t)) {
+      const f = TKEYS[k];
+      if (!f) bad(`tlog: unknown key ${JSON.stringify(k)}`);
+      if (f === 'storage') continue;
+      if (typeof v !== 'number' || !(v > 0)) bad(`tlog.${k} must be a positive number`);
+      (out as unknown as Record<string, number>)[f] = f.endsWith('Ms') ? (v as number) * 1000 : Math.floor(v as number);
+    }
+    cfg.tlog = out;
   }
   return cfg;
 }

@@ -1,7 +1,7 @@
 // The exports of one NBD server: vdisk ids in one cluster, opened on first use and shared by
 // every connection to the same id, closed (flushed; tmp wiped) when the last one goes.
 import { G8osError } from '../errors';
-import { listVdisks, openVdisk } from './catalog';
+import { listVdisks, type OpenOptions, openVdisk } from './catalog';
 import type { Cluster } from './cluster';
 import type { ExportProvider, Vdisk } from './types';
 
@@ -16,6 +16,7 @@ export interface ClusterExportsOptions {
   readOnly?: Set<string>;
   timeoutMs?: number;
   log?: (l: string) => void;
+  wrap?: OpenOptions['wrap'];
 }
 
 export class ClusterExports implements ExportProvider {
@@ -48,7 +49,7 @@ export class ClusterExports implements ExportProvider {
     if (!e) {
       e = {
         users: 0,
-        disk: openVdisk(this.cluster, name, { timeoutMs: this.o.timeoutMs, log: this.o.log, readOnly: this.o.readOnly?.has(name) }),
+        disk: openVdisk(this.cluster, name, { timeoutMs: this.o.timeoutMs, log: this.o.log, readOnly: this.o.readOnly?.has(name), wrap: this.o.wrap }),
       };
       this.open_.set(name, e);
       e.disk.catch(() => this.open_.delete(name));

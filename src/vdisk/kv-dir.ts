@@ -106,6 +106,24 @@ export class DirKv implements KvServer {
   del(key: string): Promise<void> {
     return this.remove(this.hpath(key));
   }
+  async rename(from: string, to: string): Promise<void> {
+    // a directory cannot replace a non-empty one: move the old aside first (two renames)
+    const src = this.hpath(from);
+    const dst = this.hpath(to);
+    const aside = `${dst}.old-${process.pid}-${Date.now()}.tmp`;
+    try {
+      await fs.rename(dst, aside).catch((e) => {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      });
+      await fs.rename(src, dst).catch((e) => {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      });
+    } catch (e) {
+      throw wrap(e, `rename ${from} to ${to}`);
+    }
+    this.dirty.add(path.dirname(dst));
+    await this.remove(aside);
+  }
 
   blockGet(hash: Buffer): Promise<Buffer | null> {
     return this.readOrNull(this.bpath('b', hash));

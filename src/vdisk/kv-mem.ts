@@ -29,6 +29,12 @@ export class MemKv implements KvServer {
   async del(key: string): Promise<void> {
     this.hashes.delete(key);
   }
+  async rename(from: string, to: string): Promise<void> {
+    const h = this.hashes.get(from);
+    this.hashes.delete(from);
+    if (h) this.hashes.set(to, h);
+    else this.hashes.delete(to);
+  }
   async blockGet(hash: Buffer): Promise<Buffer | null> {
     return this.blocks.get(hash.toString('hex')) ?? null;
   }

@@ -117,6 +117,12 @@ export class RedisKv implements KvServer {
   async del(key: string): Promise<void> {
     await this.run('DEL', () => this.c.del(key));
   }
+  async rename(from: string, to: string): Promise<void> {
+    // RENAME fails on an absent source: an empty hash is "no hash", so the target goes
+    await this.run('RENAME', () => this.c.eval(
+      "if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('RENAME', KEYS[1], KEYS[2]) else redis.call('DEL', KEYS[2]) end return 1",
+      2, from, to));
+  }
   blockGet(hash: Buffer): Promise<Buffer | null> {
     return this.run('GET', () => this.c.getBuffer(hash));
   }

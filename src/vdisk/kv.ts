@@ -14,6 +14,8 @@ export interface KvServer {
   hgetall(key: string): Promise<Map<string, Buffer>>;
   /** deletes a whole hash */
   del(key: string): Promise<void>;
+  /** replaces hash `to` by hash `from` in one step (a rollback's swap); `from` is gone after */
+  rename(from: string, to: string): Promise<void>;
   /** content of a deduplicated block, or null */
   blockGet(hash: Buffer): Promise<Buffer | null>;
   /**
