@@ -12,6 +12,15 @@ import type { HttpProxy } from './model';
 const CHECK_MS = 1000;
 const CONNECT_MS = 1000;
 
+// hop-by-hop headers (RFC 9110 §7.6.1) belong to one connection and are not passed on: a
+// backend's `connection: close` must not close the client's keep-alive connection
+const HOP = ['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade'];
+function endToEnd(h: http.IncomingHttpHeaders): http.OutgoingHttpHeaders {
+  const out: http.OutgoingHttpHeaders = { ...h };
+  for (const k of [...HOP, ...String(h.connection ?? '').split(',').map((x) => x.trim().toLowerCase())]) delete out[k];
+  return out;
+}
+
 interface Backend {
   url: string;
   host: string;
@@ -119,9 +128,9 @@ export class Proxy {
         return;
       }
       tried.add(b);
-      const headers = { ...req.headers, 'x-forwarded-for': [req.headers['x-forwarded-for'], req.socket.remoteAddress].filter(Boolean).join(', '), 'x-forwarded-host': req.headers.host ?? '' };
+      const headers = { ...endToEnd(req.headers), 'x-forwarded-for': [req.headers['x-forwarded-for'], req.socket.remoteAddress].filter(Boolean).join(', '), 'x-forwarded-host': req.headers.host ?? '' };
       const up = http.request({ host: b.host, port: b.port, method: req.method, path: req.url, headers, agent: this.agent, timeout: 30_000 }, (ur) => {
-        res.writeHead(ur.statusCode ?? 502, ur.statusMessage, ur.headers);
+        res.writeHead(ur.statusCode ?? 502, ur.statusMessage, endToEnd(ur.headers));
         ur.pipe(res);
       });
       up.once('error', (e: NodeJS.ErrnoException) => {

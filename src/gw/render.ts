@@ -20,7 +20,7 @@ export function renderNft(c: GwConfig): string {
   const privIf = set(priv.map((n) => q(n.name)));
   const privNets = set(priv.map((n) => networkText(n.cidr)));
   const L: string[] = [];
-  L.push('  chain input {', '    type filter hook input priority filter; policy drop;');
+  L.push('  chain input {', '    type filter hook input priority 0; policy drop;');
   L.push('    ct state established,related accept', '    ct state invalid drop', '    iifname "lo" accept', '    ip protocol icmp accept');
   if (priv.length) {
     L.push(`    iifname ${privIf} udp dport { 53, 67 } accept`, `    iifname ${privIf} tcp dport 53 accept`);
@@ -29,20 +29,20 @@ export function renderNft(c: GwConfig): string {
   // the reverse proxy listens on the public address, reachable from every side
   if (c.httpproxies.length) L.push(`    ip daddr ${pubIp} tcp dport 80 accept`);
   L.push('  }');
-  L.push('  chain forward {', '    type filter hook forward priority filter; policy drop;');
+  L.push('  chain forward {', '    type filter hook forward priority 0; policy drop;');
   L.push('    ct state established,related accept', '    ct status dnat accept');
   if (priv.length) L.push(`    iifname ${privIf} oifname ${set([q(pub.name), ...priv.map((n) => q(n.name))])} accept`);
   L.push('  }');
-  L.push('  chain prerouting {', '    type nat hook prerouting priority dstnat;');
+  L.push('  chain prerouting {', '    type nat hook prerouting priority -100;');
   for (const f of c.portforwards)
     for (const p of f.protocols) L.push(`    ip daddr ${f.srcip} ${p} dport ${f.srcport} dnat ip to ${f.dstip}:${f.dstport}`);
   L.push('  }');
-  L.push('  chain output {', '    type nat hook output priority dstnat;');
+  L.push('  chain output {', '    type nat hook output priority -100;');
   // forwards also work from the gateway itself (its health checks, a shell inside it)
   for (const f of c.portforwards)
     for (const p of f.protocols) L.push(`    ip daddr ${f.srcip} ${p} dport ${f.srcport} dnat ip to ${f.dstip}:${f.dstport}`);
   L.push('  }');
-  L.push('  chain postrouting {', '    type nat hook postrouting priority srcnat;');
+  L.push('  chain postrouting {', '    type nat hook postrouting priority 100;');
   if (priv.length) {
     L.push(`    oifname ${q(pub.name)} ip saddr ${privNets} snat ip to ${pubIp}`);
     // a forward used from a private network back to a private backend: answer through the gateway
