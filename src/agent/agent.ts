@@ -13,6 +13,8 @@ import { coreHandlers } from './builtins/core';
 import { corexHandlers } from './builtins/corex';
 import { diskHandlers } from './builtins/disk';
 import { filesystemHandlers } from './builtins/filesystem';
+import { gwHandlers } from './builtins/gw';
+import { Gateways } from '../gw/gateway';
 import { infoHandlers } from './builtins/info';
 import { nbdHandlers } from './builtins/nbd';
 import { processHandlers } from './builtins/process';
@@ -74,6 +76,7 @@ export class Agent {
   private bus!: Bus;
   private host!: Jobs;
   private containers!: Containers;
+  private gws?: Gateways;
   private readonly inContainer = new Map<number, Jobs>();
   private readonly logs = new Map<number, string[]>();
   private loop?: Promise<void>;
@@ -144,6 +147,7 @@ export class Agent {
       ...btrfsHandlers(),
       ...zerotierHandlers(),
       ...corexHandlers(this.containers, (id, cmd) => this.dispatch(id, cmd)),
+      ...gwHandlers((this.gws = new Gateways({ dataDir: this.o.dataDir, defaultBridge: this.config.containers.bridge, log: (l) => this.log('WARNING', l) }))),
       'corex.logs': (raw) => this.logs.get(logsArgs(raw).container as number) ?? [],
     };
     this.host = new Jobs({
@@ -253,6 +257,7 @@ export class Agent {
     this.stopping = true;
     await this.host.stop().catch(() => undefined);
     await Promise.all([...this.inContainer.values()].map((j) => j.stop().catch(() => undefined)));
+    await this.gws?.close().catch((e: Error) => this.log('ERROR', `gateway shutdown: ${e.message}`));
     await this.containers.shutdown().catch((e: Error) => this.log('ERROR', `container shutdown: ${e.message}`));
     await this.bus.close();
     await this.loop?.catch(() => undefined);

@@ -130,7 +130,7 @@ export class Gateways {
       await run('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
       for (const [i, n] of c.nics.entries()) {
         const br = n.type === 'default' ? (this.o.defaultBridge ?? 'core0') : n.id!;
-        const hv = `gw${this.tag}${name.slice(0, 3)}${i}`.slice(0, 15);
+        const hv = this.hostVeth(name, i);
         await run('ip', [...host, 'link', 'add', hv, 'type', 'veth', 'peer', 'name', n.name, 'netns', ns]);
         await run('ip', [...host, 'link', 'set', hv, 'master', br, 'up']);
         await run('ip', ['-n', ns, 'addr', 'add', n.cidr, 'dev', n.name]);
@@ -163,7 +163,11 @@ export class Gateways {
     }
   }
 
-  /** Stops the daemon and removes the namespace (its veths go with it). */
+  private hostVeth(name: string, i: number): string {
+    return `gw${crypto.createHash('sha1').update(`${this.o.dataDir}\0${name}`).digest('hex').slice(0, 8)}${i}`;
+  }
+
+  /** Stops the daemon, removes the host ends of its veths and the namespace. */
   async stop(name: string): Promise<void> {
     this.stored(name);
     const r = this.running.get(name);
@@ -174,6 +178,9 @@ export class Gateways {
       await r.exited;
       clearTimeout(t);
     }
+    // the kernel frees a deleted namespace's veths later, in the background: delete ours now
+    const host = this.o.hostNetns ? ['-n', this.o.hostNetns] : [];
+    for (let i = 0; i < this.stored(name).nics.length; i++) await run('ip', [...host, 'link', 'del', this.hostVeth(name, i)]).catch(() => undefined);
     await run('ip', ['netns', 'del', this.netnsOf(name)]).catch(() => undefined);
   }
 
