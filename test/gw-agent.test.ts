@@ -3,6 +3,7 @@
 // as ERROR results of the right code with nothing changed, and nothing left after stop/delete
 // or after the agent stops.
 import { execFileSync, spawnSync } from 'node:child_process';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Client } from '../src/agent/client';
 import { type AgentProcess, makeNetns, startAgent } from './helpers/agent';
@@ -99,5 +100,20 @@ describe('gw.* agent commands', () => {
     expect(ip('-n', ns, '-o', 'link')).not.toMatch(/\bgw[0-9a-f]{6}/);
     // a gateway running at the agent's stop is stopped with it (checked in afterAll)
     await client.json('gw.create', config);
+  });
+
+  it('g8os gw: verbs print JSON, a refusal is one line and its exit code', () => {
+    const g8 = (...a: string[]) => spawnSync(path.join(__dirname, '../bin/g8os'), ['gw', ...a, '--agent', agent.socket], { encoding: 'utf8', timeout: 60_000 });
+    const add = g8('forward', 'add', 'ga', 'pub:8022', '192.168.51.7:22', '--proto', 'tcp,udp');
+    expect(add.stderr).toBe('');
+    expect(add.status).toBe(0);
+    expect(JSON.parse(add.stdout)).toEqual([{ protocols: ['tcp', 'udp'], srcip: '10.78.0.10', srcport: 8022, dstip: '192.168.51.7', dstport: 22 }]);
+    expect(JSON.parse(g8('ls').stdout)).toEqual([{ name: 'ga', running: true }]);
+    const bad = g8('forward', 'add', 'ga', 'pub:99999', '192.168.51.7:22');
+    expect(bad.status).toBe(1);
+    expect(bad.stderr.trim().split('\n')).toHaveLength(1);
+    expect(bad.stderr).toContain('not a port');
+    expect(g8('get', 'nosuch').status).toBe(1);
+    expect(g8('forward', 'add', 'ga', 'nonsense', 'x').status).toBe(2);
   });
 });
