@@ -1,4 +1,4 @@
-// `npm run bench [-- --quick] [-- --only images,codec,ingest,open,hub,mount,agent,container,nbd]`: runs the selected benchmarks in order,
+// `npm run bench [-- --quick] [-- --only images,codec,ingest,open,hub,mount,agent,container,nbd,gw]`: runs the selected benchmarks in order,
 // prints each table when ready and writes bench/results/<date>[-quick].{json,md} at the end.
 import { agentBench } from './agent';
 import { codecBench } from './codec';
@@ -10,10 +10,11 @@ import { hubIngest } from './hub-ingest';
 import { ingest } from './ingest';
 import { mountBench } from './mount';
 import { nbdBench } from './nbd';
+import { gwBench } from './gw';
 import { open } from './open';
 
 const BENCHES: Record<string, (ctx: Context) => Promise<BenchResult>> = {
-  images: imagesBench, codec: codecBench, ingest, open, hub: hubIngest, mount: mountBench, agent: agentBench, container: containerBench, nbd: nbdBench,
+  images: imagesBench, codec: codecBench, ingest, open, hub: hubIngest, mount: mountBench, agent: agentBench, container: containerBench, nbd: nbdBench, gw: gwBench,
 };
 
 function usage(msg?: string): never {

