@@ -10,12 +10,13 @@ import { hubIngest } from './hub-ingest';
 import { ingest } from './ingest';
 import { mountBench } from './mount';
 import { nbdBench } from './nbd';
+import { gwBench } from './gw';
 import { open } from './open';
 import { tlogBench } from './tlog';
 import { vmBench } from './vm';
 
 const BENCHES: Record<string, (ctx: Context) => Promise<BenchResult>> = {
-  images: imagesBench, codec: codecBench, ingest, open, hub: hubIngest, mount: mountBench, agent: agentBench, container: containerBench, nbd: nbdBench, vm: vmBench, tlog: tlogBench,
+  images: imagesBench, codec: codecBench, ingest, open, hub: hubIngest, mount: mountBench, agent: agentBench, container: containerBench, nbd: nbdBench, vm: vmBench, tlog: tlogBench, gw: gwBench,
 };
 
 function usage(msg?: string): never {

@@ -13,6 +13,8 @@ import { coreHandlers } from './builtins/core';
 import { corexHandlers } from './builtins/corex';
 import { diskHandlers } from './builtins/disk';
 import { filesystemHandlers } from './builtins/filesystem';
+import { gwHandlers } from './builtins/gw';
+import { Gateways } from '../gw/gateway';
 import { infoHandlers } from './builtins/info';
 import { nbdHandlers } from './builtins/nbd';
 import { kvmHandlers } from './builtins/kvm';
@@ -77,6 +79,7 @@ export class Agent {
   private host!: Jobs;
   private containers!: Containers;
   private vms!: Vms;
+  private gws?: Gateways;
   private readonly inContainer = new Map<number, Jobs>();
   private readonly logs = new Map<number, string[]>();
   private loop?: Promise<void>;
@@ -151,6 +154,7 @@ export class Agent {
       ...zerotierHandlers(),
       ...kvmHandlers(this.vms),
       ...corexHandlers(this.containers, (id, cmd) => this.dispatch(id, cmd)),
+      ...gwHandlers((this.gws = new Gateways({ dataDir: this.o.dataDir, defaultBridge: this.config.containers.bridge, log: (l) => this.log('WARNING', l) }))),
       'corex.logs': (raw) => this.logs.get(logsArgs(raw).container as number) ?? [],
     };
     this.host = new Jobs({
@@ -261,6 +265,7 @@ export class Agent {
     await this.host.stop().catch(() => undefined);
     await Promise.all([...this.inContainer.values()].map((j) => j.stop().catch(() => undefined)));
     await this.vms.shutdown().catch((e: Error) => this.log('ERROR', `vm shutdown: ${e.message}`));
+    await this.gws?.close().catch((e: Error) => this.log('ERROR', `gateway shutdown: ${e.message}`));
     await this.containers.shutdown().catch((e: Error) => this.log('ERROR', `container shutdown: ${e.message}`));
     await this.bus.close();
     await this.loop?.catch(() => undefined);

@@ -4,6 +4,7 @@ import { Command, CommanderError } from 'commander';
 import { exitCode, oneLine } from '../errors';
 import { agentCommands } from './agent';
 import { flistCommand } from './flist';
+import { gwCommand } from './gw';
 import { hubCommand } from './hub';
 import { mountCommand, umountCommand } from './mount';
 import { startCommand } from './start';
@@ -24,6 +25,7 @@ export function program(): Command {
   p.addCommand(umountCommand());
   p.addCommand(vdiskCommand());
   p.addCommand(nbdCommand());
+  p.addCommand(gwCommand());
   for (const c of agentCommands()) p.addCommand(c);
   p.addCommand(vmCommand());
   // Every subcommand reports bad usage through the same path (one line, exit 2).
