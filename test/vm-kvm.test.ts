@@ -59,6 +59,16 @@ const ticks = async (cl: Client, uuid: string): Promise<number> => {
 };
 
 /** What VMs leave on the host: qemu processes of the agent, taps, kvm0, our nft table, dnsmasq. */
+/** leftovers() once it has settled: the stop path removes bridges and taps after the state changes (bounded, 10 s). */
+async function settled(ag: AgentProcess, want: string[]): Promise<string[]> {
+  let got = leftovers(ag);
+  for (let i = 0; i < 100 && JSON.stringify(got) !== JSON.stringify(want); i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    got = leftovers(ag);
+  }
+  return got;
+}
+
 function leftovers(ag: AgentProcess): string[] {
   const out: string[] = [];
   const links = execFileSync('ip', ['-n', netns, '-o', 'link'], { encoding: 'utf8' });
@@ -108,10 +118,10 @@ describe('kvm.* on qemu', () => {
     await waitConsole(c, uuid, /G8POWEROFF/);
     await waitState(c, uuid, 'shutdown', 30_000);
     expect(fs.readFileSync(disk).subarray(0, MARKER.length).toString()).toBe(MARKER);
-    expect(leftovers(a)).toEqual([`dir vms/${uuid}`]); // the console stays readable until destroy
+    expect(await settled(a, [`dir vms/${uuid}`])).toEqual([`dir vms/${uuid}`]); // the console stays readable until destroy
     await c.json('kvm.destroy', { uuid });
     expect(await c.json('kvm.list', {})).toEqual([]);
-    expect(leftovers(a)).toEqual([]);
+    expect(await settled(a, [])).toEqual([]);
   }, 180_000);
 
   let live = '';
@@ -148,7 +158,7 @@ describe('kvm.* on qemu', () => {
     // the guest continues its count on the target (its console is the target's from now on)
     await waitConsole(cb, t.uuid, /G8TICK (\d+)/, 30_000);
     expect(await ticks(cb, t.uuid)).toBeGreaterThan(before);
-    expect(leftovers(a)).toEqual([]);
+    expect(await settled(a, [])).toEqual([]);
     live = t.uuid;
   }, 180_000);
 
@@ -213,7 +223,7 @@ describe('kvm.* bad input: one line each, nothing left behind', () => {
     for (const x of [e.msg]) expect(x).not.toContain('\n');
     await c.json('kvm.destroy', { uuid });
     expect(await c.json('kvm.list', {})).toEqual([]);
-    expect(leftovers(a)).toEqual([]);
+    expect(await settled(a, [])).toEqual([]);
   }, 120_000);
 
   it('QMP socket gone (qemu killed behind the agent): crashed, one-line error, cleaned up', async () => {
@@ -224,9 +234,9 @@ describe('kvm.* bad input: one line each, nothing left behind', () => {
     const e = await err(c, 'kvm.pause', { uuid });
     expect(e.msg).toBe("vm 'k1' is not running (crashed)");
     expect(e.code).toBe(503);
-    expect(leftovers(a)).toEqual([`dir vms/${uuid}`]);
+    expect(await settled(a, [`dir vms/${uuid}`])).toEqual([`dir vms/${uuid}`]);
     await c.json('kvm.destroy', { uuid });
-    expect(leftovers(a)).toEqual([]);
+    expect(await settled(a, [])).toEqual([]);
     expect((await err(c, 'kvm.pause', { uuid })).code).toBe(404);
   }, 120_000);
 
@@ -251,7 +261,7 @@ describe('kvm.* bad input: one line each, nothing left behind', () => {
     r = await g8os(['vm', 'rm', 'cli1', ...ag]);
     expect(r.code, r.stderr).toBe(0);
     expect(await c.json('kvm.list', {})).toEqual([]);
-    expect(leftovers(a)).toEqual([]);
+    expect(await settled(a, [])).toEqual([]);
   }, 120_000);
 
   it('qemu missing from PATH: one-line error', async () => {
