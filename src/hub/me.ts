@@ -8,7 +8,7 @@ import { type Response, Router } from 'express';
 import multer from 'multer';
 import { G8osError, invalid, isKind, notFound, tooLarge, unauthorized } from '../errors';
 import { FlistError } from '../flist/archive';
-import { checkFlist } from '../flist/check';
+import { type CheckResult, checkFlist } from '../flist/check';
 import { mergeFlists } from '../flist/merge';
 import { openGen2 } from '../flist/reader';
 import type { BlockStore } from '../store/types';
@@ -246,17 +246,8 @@ async function uploadFlist(deps: MeDeps, req: UploadRequest, res: Response): Pro
   }
 }
 
-export interface CheckStats {
-  regular: number;
-  symlink: number;
-  directory: number;
-  special: number;
-  /** files with at least one block missing from the store */
-  failure: number;
-  fullsize: number;
-  blocks: number;
-  missing: number;
-}
+/** What upload-flist answers of the check: the checker's counts without its decode results. */
+export type CheckStats = Pick<CheckResult, 'regular' | 'symlink' | 'directory' | 'special' | 'failure' | 'fullsize' | 'blocks' | 'missing'>;
 
 /** Whether every block of every file is in the store (§8.2 "check"). */
 async function presentBlocks(store: BlockStore, file: string, shownAs: string): Promise<CheckStats> {
